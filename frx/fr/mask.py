@@ -1,0 +1,112 @@
+"""The zigzag mask: which frequency coefficients of a tensor are kept.
+
+Index vectors x of a tensor are ordered by their L1 norm |x|_1, ties broken
+lexicographically (smaller first index first). A mask keeps the first k indices
+in that order, so (shape, k) describes it completely.
+
+Nothing here sorts the tensor: the number of indices of each L1 norm is the
+coefficient list of a product of polynomials (1 + z + ... + z^(D_i - 1)), which
+locates the boundary norm s; every kept index then lies in the corner
+`min(D_i, s + 1)`, and only that corner is ever materialised.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+
+KINDS = ("conv", "linear")
+
+
+@lru_cache(maxsize=1024)
+def l1_counts(shape: tuple[int, ...]) -> np.ndarray:
+    """counts[s] = number of indices of `shape` whose L1 norm is s."""
+    counts = np.ones(1, dtype=np.int64)
+    for d in shape:
+        counts = np.convolve(counts, np.ones(int(d), dtype=np.int64))
+    counts.flags.writeable = False
+    return counts
+
+
+def check_k(shape: Sequence[int], k: int) -> int:
+    numel = math.prod(shape)
+    if not 1 <= k <= numel:
+        raise ValueError(f"k must be in [1, {numel}] for shape {tuple(shape)}, got {k}")
+    return int(k)
+
+
+def boundary(shape: Sequence[int], k: int) -> tuple[int, int]:
+    """(s, m): the mask keeps every index with norm < s and the first m (lexicographic) with norm == s."""
+    shape = tuple(int(d) for d in shape)
+    k = check_k(shape, k)
+    cum = np.cumsum(l1_counts(shape))
+    s = int(np.searchsorted(cum, k, side="right"))  # first norm whose cumulative count exceeds k
+    below = int(cum[s - 1]) if s > 0 else 0
+    return s, k - below
+
+
+def corner_bound(shape: Sequence[int], k: int) -> int:
+    """r such that every kept index has |x|_1 < r."""
+    s, m = boundary(shape, k)
+    return s + 1 if m > 0 else s
+
+
+def corner_shape(shape: Sequence[int], k: int) -> tuple[int, ...]:
+    """The low-frequency corner that holds every kept index."""
+    r = corner_bound(shape, k)
+    return tuple(min(int(d), r) for d in shape)
+
+
+def _norm_grid(corner: Sequence[int], device) -> torch.Tensor:
+    dtype = torch.int16 if sum(corner) < 2**15 else torch.int32
+    grid = torch.zeros((), dtype=dtype, device=device)
+    for i, c in enumerate(corner):
+        view = [1] * len(corner)
+        view[i] = c
+        grid = grid + torch.arange(c, dtype=dtype, device=device).view(view)
+    return grid
+
+
+def corner_mask(shape: Sequence[int], k: int, device=None) -> torch.Tensor:
+    """Boolean mask over `corner_shape(shape, k)`; True where a coefficient is kept."""
+    s, m = boundary(shape, k)
+    corner = corner_shape(shape, k)
+    norms = _norm_grid(corner, device)
+    mask = norms < s
+    if m:
+        ties = torch.nonzero((norms == s).flatten())[:m, 0]  # nonzero is row-major = lexicographic
+        mask.view(-1)[ties] = True
+    return mask
+
+
+def full_mask(shape: Sequence[int], k: int, device=None) -> torch.Tensor:
+    """The mask over the whole tensor (for tests and small tensors)."""
+    corner = corner_mask(shape, k, device)
+    out = torch.zeros(tuple(shape), dtype=torch.bool, device=device)
+    out[tuple(slice(0, c) for c in corner.shape)] = corner
+    return out
+
+
+def kept_order(shape: Sequence[int], k: int, device=None) -> torch.Tensor:
+    """Flat indices into the corner of the kept coefficients, in mask order (L1 norm, then lexicographic).
+
+    Mask order has the prefix property: the first k' entries are the mask for k' < k.
+    """
+    mask = corner_mask(shape, k, device)
+    flat = torch.nonzero(mask.flatten())[:, 0]
+    norms = _norm_grid(mask.shape, device).flatten()[flat]
+    return flat[torch.sort(norms, stable=True).indices]
+
+
+def ratio_to_k(numel: int, ratio: float, min_kept: int = 1) -> int:
+    """Kept count for a kept ratio, never below the floor `min_kept` nor above `numel`."""
+    return int(min(numel, max(round(ratio * numel), min_kept, 1)))
+
+
+def final_kept(numel: int, epsilon: float, min_kept: int = 1) -> int:
+    """Kept count once tail-dropout has reached its floor epsilon."""
+    return ratio_to_k(numel, epsilon, min_kept)
