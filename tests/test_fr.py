@@ -1,5 +1,6 @@
 """The method itself: transforms, mask, schedule, parametrization, codec."""
 
+import copy
 import itertools
 import math
 
@@ -351,3 +352,34 @@ def test_corrupt_truncated_and_existing_files(tmp_path):
     for name in ["trunc.frx", "flip.frx", "junk.frx"]:
         with pytest.raises(CorruptFile):
             frx.unpack(tmp_path / name)
+
+
+def test_every_layer_type_lossless_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.Flatten(), nn.Unflatten(1, (4, 1, 1, 6)), nn.Conv3d(4, 5, 1),
+                          nn.Flatten(1, 2), nn.ConvTranspose2d(5, 3, 2), nn.Flatten(), nn.Linear(3 * 2 * 7, 4))
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 3, 8)
+    fr = frx.regularize(model, epsilon=0.2, gamma=0.5, min_kept={"conv": 4, "linear": 8})
+    assert [p.kind for _, _, p in frx.fr.fr_tensors(model)] == ["conv", "conv", "conv", "linear"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)
+    model.train()
+    fr.step()
+    model.eval()
+    frx.pack(model, tmp_path / "m.frx", dtype="float32")
+    ref.load_state_dict(frx.unpack(tmp_path / "m.frx"))  # the plain architecture, dense weights
+    with torch.no_grad():
+        assert torch.equal(ref(x), model(x))
+
+
+def test_mixed_precision_forward_and_backward():
+    model = make_model()
+    fr = frx.regularize(model, epsilon=0.01, gamma=0.5)
+    model.train()
+    fr.step()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(4, 1, 28, 28))
+    out.float().sum().backward()
+    g = model.fc1.parametrizations.weight.original.grad
+    assert g.dtype == torch.float32 and g.abs().sum() > 0

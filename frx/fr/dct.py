@@ -41,6 +41,10 @@ def _inverse_columns(n: int, c: int, device: torch.device, dtype: torch.dtype) -
 
 def _apply(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:
     """Contract dimension `dim` of x (size mat.shape[1]) with mat: out[.., j, ..] = sum_i mat[j, i] x[.., i, ..]."""
+    if dim == x.ndim - 1:
+        return x @ mat.T
+    if dim == 0:
+        return (mat @ x.reshape(x.shape[0], -1)).reshape(mat.shape[0], *x.shape[1:])
     return torch.movedim(torch.tensordot(x, mat, dims=([dim], [1])), -1, dim)
 
 
@@ -79,8 +83,49 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
     for d in range(corner.ndim):
         if d not in dims and corner.shape[d] != shape[d]:
             raise ValueError(f"dim {d} is not transformed, so the corner must span it ({corner.shape[d]} != {shape[d]})")
-    order = sorted(dims, key=lambda d: shape[d] / max(corner.shape[d], 1))
     x = corner
-    for d in order:
+    for d in _expansion_order(corner.shape, shape, dims):
         x = _apply(x, d, _inverse_columns(int(shape[d]), corner.shape[d], x.device, x.dtype))
     return x
+
+
+def _expansion_order(corner, shape, dims) -> list[int]:
+    return sorted(dims, key=lambda d: shape[d] / max(corner[d], 1))
+
+
+class _MaskedCornerIDCT(torch.autograd.Function):
+    """W = IDCT(T * M) computed on the corner, with a hand-written backward.
+
+    The backward is the adjoint: the truncated forward DCT of the incoming
+    gradient, masked, placed in the corner of a zero tensor. One autograd node
+    instead of a dozen keeps the per-step overhead of FR small.
+    """
+
+    @staticmethod
+    def forward(ctx, t, mask, corner, dims):
+        idx = tuple(slice(0, c) for c in corner)
+        ctx.save_for_backward(mask)
+        ctx.meta = (t.shape, corner, dims, idx)
+        return idctn_corner(t[idx] * mask, t.shape, dims)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        shape, corner, dims, idx = ctx.meta
+        g = g.to(mask.dtype)
+        for d in reversed(_expansion_order(corner, shape, dims)):
+            g = _apply(g, d, _inverse_columns(int(shape[d]), corner[d], g.device, g.dtype).T)
+        grad = g.new_zeros(shape)
+        grad[idx] = g * mask
+        return grad, None, None, None
+
+
+def masked_idctn(t: torch.Tensor, mask: torch.Tensor, dims: Sequence[int] | None = None) -> torch.Tensor:
+    """IDCT over `dims` of t with every coefficient outside the corner `mask.shape` (and where mask is 0) dropped.
+
+    `mask` spans the corner along transformed dims and has size 1 along the others.
+    """
+    dims = _norm_dims(dims, t.ndim)
+    corner = tuple(mask.shape[d] if d in dims else t.shape[d] for d in range(t.ndim))
+    return _MaskedCornerIDCT.apply(t, mask, corner, tuple(dims))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .dct import dctn, idctn, idctn_corner
+from .dct import dctn, idctn, masked_idctn
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -60,7 +60,7 @@ class FrequencyWeight(nn.Module):
         self.t_numel = math.prod(self.t_shape)
         self.slices = math.prod(self.view) // self.t_numel  # untransformed positions
         self.register_buffer("k", torch.tensor(self.t_numel, dtype=torch.long))
-        self._mask = None  # (k, device, dtype, corner tensor mask)
+        self._mask = None  # ((k, device, dtype), corner shape, corner mask)
         self._cached = None  # (key, W) for inference
 
     @property
@@ -75,25 +75,27 @@ class FrequencyWeight(nn.Module):
         ct = iter(corner_shape(self.t_shape, int(self.k)))
         return tuple(next(ct) if d in self.dims else n for d, n in enumerate(self.view))
 
-    def _corner_mask(self, device, dtype) -> torch.Tensor:
-        k = int(self.k)
-        if self._mask is None or self._mask[:3] != (k, device, dtype):
-            m = corner_mask(self.t_shape, k, device)
-            bshape = [m.shape[self.dims.index(d)] if d in self.dims else 1 for d in range(len(self.view))]
-            self._mask = (k, device, dtype, m.reshape(bshape).to(dtype))
-        return self._mask[3]
+    def _geometry(self, device, dtype) -> tuple[tuple[int, ...], torch.Tensor]:
+        """(corner shape, corner mask broadcastable over the view), cached per k, device and dtype."""
+        key = (int(self.k), device, dtype)
+        if self._mask is None or self._mask[0] != key:
+            corner = self.corner()
+            m = corner_mask(self.t_shape, key[0], device)
+            mask = m.reshape([corner[d] if d in self.dims else 1 for d in range(len(self.view))]).to(dtype)
+            self._mask = (key, corner, mask)
+        return self._mask[1:]
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         key = (t.data_ptr(), t._version, int(self.k), t.device, t.dtype)
         if not torch.is_grad_enabled() and self._cached is not None and self._cached[0] == key:
             return self._cached[1]  # inference: reconstruct W once, not every batch
         tv = t.reshape(self.view)
-        if int(self.k) == self.t_numel:
-            w = idctn(tv, self.dims)
-        else:
-            corner = self.corner()
-            tc = tv[tuple(slice(0, c) for c in corner)] * self._corner_mask(t.device, t.dtype)
-            w = idctn_corner(tc, self.view, self.dims)
+        # W is reconstructed at T's precision; under mixed precision the layer casts it itself
+        with torch.autocast(t.device.type, enabled=False):
+            if int(self.k) == self.t_numel:
+                w = idctn(tv, self.dims)
+            else:
+                w = masked_idctn(tv, self._geometry(t.device, t.dtype)[1], self.dims)
         w = w.reshape(self.shape)
         self._cached = (key, w) if not torch.is_grad_enabled() else None
         return w
