@@ -1,0 +1,77 @@
+"""``frx-data``: import local copies of the data sets into the data root, make
+synthetic Carvana-like images, list what is present."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import carvana, cifar10, mnist, present
+from .common import ChecksumError
+from .synthetic_carvana import make_synthetic_carvana
+
+
+def default_root() -> str:
+    return os.environ.get("FRX_DATA", "./data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    root_help = "data root (default: $FRX_DATA, else ./data)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    p = argparse.ArgumentParser(prog="frx-data", description=__doc__)
+    p.add_argument("--root", default=default_root(), help=root_help)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import", parents=[common], help="import a local copy of a data set into the root")
+    imp.add_argument("dataset", choices=["mnist", "cifar10", "carvana"])
+    imp.add_argument("path", help="mnist: folder with the 4 .gz files; cifar10: cifar-10-batches-py folder, "
+                                  "cifar-10-python.tar.gz or a subset .npz; carvana: folder with train/ and "
+                                  "train_masks/ (or train.zip and train_masks.zip)")
+    imp.add_argument("--force", action="store_true", help="replace existing files that differ")
+    imp.add_argument("--link", action="store_true", help="carvana: symlink the files instead of copying")
+    imp.add_argument("--no-verify", action="store_true",
+                     help="mnist: skip the check of the published MD5 checksums")
+    syn = sub.add_parser("make-synthetic-carvana", parents=[common],
+                         help="write synthetic car-and-mask images in the Carvana (Kaggle) layout")
+    syn.add_argument("dest_root", nargs="?", default=None, help="data root (default: --root)")
+    syn.add_argument("--n", type=int, default=16, help="number of cars (default 16)")
+    syn.add_argument("--views", type=int, default=4, help="images per car (default 4)")
+    syn.add_argument("--size", type=int, nargs=2, default=[320, 480], metavar=("H", "W"))
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--subdir", default="carvana_synthetic",
+                     help="folder under the root (default carvana_synthetic; the real data set uses carvana)")
+    syn.add_argument("--force", action="store_true")
+    sub.add_parser("list", parents=[common], help="list the data sets present in the root")
+    a = p.parse_args(argv)
+    try:
+        if a.cmd == "import":
+            if a.dataset == "mnist":
+                r = mnist.import_files(a.path, a.root, force=a.force, verify=not a.no_verify)
+                where = mnist.raw_dir(a.root)
+            elif a.dataset == "cifar10":
+                r = cifar10.import_files(a.path, a.root, force=a.force)
+                where = cifar10.batch_dir(a.root)
+            else:
+                r = carvana.import_files(a.path, a.root, force=a.force, link=a.link)
+                where = carvana.data_dir(a.root)
+            print(f"{a.dataset}: {r['written']} files written, {r['skipped']} identical skipped -> {where}")
+            if a.dataset == "cifar10" and cifar10.subset_info(a.root):
+                print(f"note: this is a SUBSET of CIFAR-10 ({cifar10.subset_info(a.root)['note']})")
+        elif a.cmd == "make-synthetic-carvana":
+            out = Path(a.dest_root or a.root).expanduser() / a.subdir
+            r = make_synthetic_carvana(out, n=a.n, views=a.views, size=a.size, seed=a.seed, force=a.force)
+            print(f"synthetic carvana: {a.n} cars x {a.views} views, {r['written']} files written -> {out}")
+        else:
+            found = present(a.root)
+            print(f"data root {Path(a.root).expanduser().resolve()}:")
+            for name, what in found.items():
+                print(f"  {name:24s} {what}")
+    except (FileNotFoundError, FileExistsError, ChecksumError, ValueError) as e:
+        print(f"frx-data: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

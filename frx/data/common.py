@@ -1,0 +1,203 @@
+"""Shared pieces of the data loaders: splits, batching, errors, safe file writes."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("frx.data")
+
+
+def root_path(root) -> Path:
+    """The data root as an absolute path; a relative root is taken from the directory
+    the program started in, also inside a Hydra run that changed the working directory."""
+    from hydra.utils import to_absolute_path
+
+    return Path(to_absolute_path(str(Path(str(root)).expanduser())))
+
+
+class DataMissing(FileNotFoundError):
+    """A data set is not in the data root; the message says how to get it."""
+
+
+class ChecksumError(ValueError):
+    """Imported files do not have the published checksums."""
+
+
+@dataclass
+class TensorSplit:
+    """An in-memory split: ``x`` float (N, C, H, W) already scaled/normalized at the
+    stored resolution, ``y`` int64 (N,). When ``size`` (H, W) differs from the stored
+    resolution, ``batches`` resizes each batch (bilinear) on its way out, so
+    large resized copies never sit in memory."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    size: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = resize_images(x.unsqueeze(0), self.size)[0]
+        return x, self.y[i]
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device) -> "TensorSplit":
+        """A copy of the split with its tensors on ``device`` (e.g. once, before training)."""
+        return TensorSplit(self.x.to(device), self.y.to(device), self.size)
+
+    def take(self, idx: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch at ``idx`` on ``device``, at ``size``."""
+        idx = idx.to(self.x.device)
+        x, y = self.x[idx], self.y[idx]
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = resize_images(x, self.size)
+        return x, y
+
+
+@dataclass
+class Splits:
+    """``train`` and ``val`` (the official test set where a data set has one);
+    ``info`` says what was loaded (sizes, subset/synthetic flags, notes)."""
+
+    train: Any
+    val: Any
+    info: dict = field(default_factory=dict)
+
+
+def resize_images(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def scale_images(x_uint8: torch.Tensor, mode: str = "unit", mean=None, std=None) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 scaled by ``mode`` (config key ``normalize``):
+    "standard" ((x/255 - mean) / std), "unit" ([0, 1]) or "symmetric" ([-1, 1])."""
+    x = x_uint8.float().div_(255.0)
+    if mode == "standard":
+        if mean is None or std is None:
+            raise ValueError("dataset.normalize=standard needs dataset.mean and dataset.std")
+        mean = torch.tensor(list(mean), dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(list(std), dtype=x.dtype).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std)
+    if mode == "unit":
+        return x
+    if mode == "symmetric":
+        return x.mul_(2.0).sub_(1.0)
+    raise ValueError(f"dataset.normalize must be 'standard', 'unit' or 'symmetric', got {mode!r}")
+
+
+def limit(n: int, lim) -> int:
+    return n if lim is None else min(n, int(lim))
+
+
+def tensor_split(x_uint8: torch.Tensor, y, cfg, lim) -> TensorSplit:
+    """First ``lim`` images, scaled; resized lazily to ``cfg.resize``."""
+    n = limit(len(x_uint8), lim)
+    x = scale_images(x_uint8[:n], cfg.get("normalize", "unit"), cfg.get("mean"), cfg.get("std"))
+    y = torch.as_tensor(y[:n], dtype=torch.int64).clone()
+    size = cfg.get("resize")
+    size = tuple(int(s) for s in size) if size is not None else None
+    if size == tuple(x.shape[-2:]):
+        size = None
+    return TensorSplit(x, y, size)
+
+
+def batches(split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+            device="cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x, y) batches on ``device``. In-memory splits are indexed directly
+    (call ``split.to(device)`` once to keep the whole split on a GPU); other
+    splits (Carvana) go through a DataLoader with the split's ``num_workers``."""
+    if isinstance(split, TensorSplit):
+        n = len(split)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = order.to(split.device)
+        stop = n - n % batch_size if drop_last else n
+        for i in range(0, stop, batch_size):
+            yield split.take(order[i:i + batch_size], device)
+        return
+    device = torch.device(device)
+    workers = getattr(split, "num_workers", 0)
+    loader = torch.utils.data.DataLoader(
+        split, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
+        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and file_md5(a) == file_md5(b)
+
+
+class Writer:
+    """Collects planned writes, refuses to overwrite a different existing file
+    unless ``force`` (identical ones are skipped), then writes them all.
+    Each planned item is (destination, bytes) or (destination, source path)."""
+
+    def __init__(self, force: bool = False, link: bool = False):
+        self.force, self.link = force, link
+        self.items: list[tuple[Path, bytes | Path]] = []
+
+    def add(self, dst: Path, content: bytes | Path) -> None:
+        self.items.append((Path(dst), content))
+
+    def _identical(self, dst: Path, content) -> bool:
+        if isinstance(content, Path):
+            return dst.resolve() == content.resolve() or same_file(dst, content)
+        return dst.stat().st_size == len(content) and file_md5(dst) == md5(content)
+
+    def commit(self) -> dict[str, int]:
+        todo, skipped, conflicts = [], 0, []
+        for dst, content in self.items:
+            if dst.exists() or dst.is_symlink():
+                if dst.exists() and self._identical(dst, content):
+                    skipped += 1
+                    continue
+                if not self.force:
+                    conflicts.append(str(dst))
+                    continue
+            todo.append((dst, content))
+        if conflicts:
+            more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+            raise FileExistsError("refusing to overwrite existing different files: "
+                                  + ", ".join(conflicts[:5]) + more + "; use --force to replace them")
+        for dst, content in todo:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists() or dst.is_symlink():
+                dst.unlink()
+            tmp = dst.with_name(dst.name + ".frx.tmp")
+            if isinstance(content, Path):
+                if self.link:
+                    os.symlink(content.resolve(), tmp)
+                else:
+                    shutil.copyfile(content, tmp)
+            else:
+                tmp.write_bytes(content)
+            os.replace(tmp, dst)
+        return {"written": len(todo), "skipped": skipped}

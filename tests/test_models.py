@@ -1,0 +1,174 @@
+import glob
+import math
+import os
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import frx.models as M
+
+CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "model")
+
+# Paper Table "ref" counts: sum of p.numel() over all parameters (VAE: weights only).
+COUNTS = {"lenet300": 266_610, "lenet5": 431_080, "alexnet": 57_044_810, "vgg16": 20_040_522,
+          "resnet18": 11_173_962, "unet": 31_043_586, "gan": 6_338_176, "vae": 971_200,
+          "vgg16_true": 14_728_266}
+
+
+def count(name, model):
+    if name == "vae":
+        return sum(p.numel() for k, p in model.named_parameters() if k.endswith(".weight"))
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def built():
+    torch.manual_seed(0)
+    return {n: M.build(n) for n in M.names()}
+
+
+def test_registry_names():
+    assert set(COUNTS) | {"smp_unet"} == set(M.names())
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_parameter_counts(built, name):
+    assert count(name, built[name]) == COUNTS[name]
+
+
+def test_vae_total_includes_biases(built):
+    assert sum(p.numel() for p in built["vae"].parameters()) == 971_200 + 2_424
+
+
+def _input(name, batch=2):
+    s = M.spec(name)
+    h, w = s.input_size or (64, 64)
+    return torch.randn(batch, s.in_channels, h, w)
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "alexnet", "vgg16", "vgg16_true", "resnet18"])
+def test_classifier_forward(built, name):
+    m = built[name].eval()
+    with torch.no_grad():
+        assert m(_input(name)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["unet", "smp_unet"])
+def test_segmentation_forward(built, name):
+    with torch.no_grad():
+        assert built[name].eval()(torch.randn(2, 3, 64, 64)).shape == (2, 2, 64, 64)
+
+
+def test_unet_odd_size(built):
+    with torch.no_grad():
+        assert built["unet"].eval()(torch.randn(1, 3, 40, 59)).shape == (1, 2, 40, 59)
+
+
+def test_alexnet_min_input(built):
+    m = built["alexnet"].eval()
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 63, 63)).shape == (1, 10)
+        with pytest.raises(RuntimeError):
+            m(torch.randn(1, 3, 62, 62))
+    assert M.spec("alexnet").min_input_size == 63
+
+
+def test_gan(built):
+    g = built["gan"].eval()
+    assert g.nz == 100
+    with torch.no_grad():
+        img = g.generator(torch.randn(2, g.nz))
+        assert img.shape == (2, 1, 64, 64) and img.abs().max() <= 1
+        assert g(torch.randn(2, 100, 1, 1)).shape == (2, 1, 64, 64)
+        assert g.discriminator(img).shape == (2,)
+    assert count("gan", g.generator) == 3_574_656
+    assert count("gan", g.discriminator) == 2_763_520
+
+
+def test_vae(built):
+    v = built["vae"]
+    assert v.latent_dim == 20
+    recon, mu, logvar = v.train()(torch.rand(2, 1, 28, 28))
+    assert recon.shape == (2, 784) and mu.shape == (2, 20) and logvar.shape == (2, 20)
+    assert v(torch.rand(2, 784))[0].shape == (2, 784)
+    assert v.decode(torch.randn(3, 20)).shape == (3, 784)
+    v.eval()
+    x = torch.rand(2, 784)
+    assert torch.equal(v(x)[0], v(x)[0])  # eval uses mu: deterministic
+
+
+def test_fr_views_match_the_flattened_map(built):
+    seen = {}
+
+    def keep(key, which):
+        def hook(mod, inp, out):
+            seen[key] = inp[0] if which == "in" else out
+        return hook
+
+    m = built["lenet5"].eval()
+    m.fc1.register_forward_hook(keep("fc1", "in"))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        m(x)
+        fmap = torch.nn.functional.max_pool2d(torch.relu(m.conv2(
+            torch.nn.functional.max_pool2d(torch.relu(m.conv1(x)), 2))), 2)
+    view = M.LeNet5.fr_views["fc1.weight"]
+    assert tuple(fmap.shape[1:]) == view[1:] and view[0] == m.fc1.out_features
+    assert torch.equal(seen["fc1"], fmap.flatten(1))
+
+    a = built["alexnet"].eval()
+    a.avgpool.register_forward_hook(keep("pool", "out"))
+    a.classifier[1].register_forward_hook(keep("fc", "in"))
+    with torch.no_grad():
+        a(torch.randn(1, 3, 64, 64))
+    view = M.AlexNet.fr_views["classifier.1.weight"]
+    assert tuple(seen["pool"].shape[1:]) == view[1:]
+    assert torch.equal(seen["fc"], seen["pool"].flatten(1))
+    params = dict(a.named_parameters())
+    assert math.prod(view) == params["classifier.1.weight"].numel()
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(ValueError, match="lenet5"):
+        M.build("lenet6")
+    with pytest.raises(ValueError, match="known models"):
+        M.spec("nope")
+
+
+def test_smp_unet_never_pretrained():
+    with pytest.raises(ValueError):
+        M.build("smp_unet", encoder_weights="imagenet")
+
+
+def test_kwargs_reach_builder():
+    assert M.build("lenet5", num_classes=7).fc2.out_features == 7
+    assert M.build("vgg16", num_classes=100).classifier.out_features == 100
+    assert M.build("unet", num_classes=1, base=8).outc.out_channels == 1
+
+
+CONFIGS = sorted(glob.glob(os.path.join(CONF, "*.yaml")))
+
+
+def test_every_model_has_a_config():
+    assert {os.path.basename(p)[:-5] for p in CONFIGS} == set(M.names())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_model_config_builds(built, path):
+    cfg = OmegaConf.create({"model": OmegaConf.load(path)}).model  # as composed under the `model` key
+    for key in ("name", "task", "in_channels", "input_size", "num_classes", "kwargs"):
+        assert key in cfg, key
+    s = M.spec(cfg.name)
+    assert (cfg.task, cfg.in_channels, cfg.num_classes) == (s.task, s.in_channels, s.num_classes)
+    assert (tuple(cfg.input_size) if cfg.input_size else None) == s.input_size
+    for key in ("min_input_size", "size_multiple", "normalize"):
+        assert cfg.get(key) == getattr(s, key), key
+    model = M.build_from_config(cfg)
+    assert type(model) is type(built[cfg.name])
+    assert count(cfg.name, model) == count(cfg.name, built[cfg.name])
+
+
+def test_vgg16_config_says_19_layers():
+    cfg = OmegaConf.load(os.path.join(CONF, "vgg16.yaml"))
+    assert "19" in cfg.variant and cfg.kwargs.config == "vgg19"
