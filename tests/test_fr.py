@@ -239,26 +239,23 @@ def test_include_exclude_and_normal_init():
 
 def test_auto_view_found_by_forward_pass_and_declared_views_win():
     model = make_model()
-    views = find_linear_views(model, torch.randn(2, 1, 28, 28))
-    # the map before fc1 is (8, 5, 5) but fc1 reads a (8, 4, 4) crop: no view is claimed for it
-    assert views == {}
+    x = torch.randn(2, 1, 28, 28)
+    # fc1 reads the (8, 4, 4) crop of the last map, flattened; fc2 reads fc1's output: no view
+    assert find_linear_views(model, x) == {"fc1.weight": (30, 8, 4, 4)}
+    model.fr_views = {"fc1.weight": (30, 2, 64)}
+    assert find_linear_views(model, x) == {"fc1.weight": (30, 2, 64)}
+    assert find_linear_views(model, None) == {"fc1.weight": (30, 2, 64)}
 
-    class Flat(TinyLeNet):
+    class NoMap(nn.Module):
         def __init__(self):
             super().__init__()
-            self.crop = nn.Identity()
+            self.fc = nn.Linear(12, 3)
 
         def forward(self, x):
-            x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
-            x = torch.max_pool2d(torch.relu(self.bn(self.conv2(x))), 2)[:, :, :4, :4]
-            x = nn.functional.dropout(x, 0.0)
-            return self.fc2(torch.relu(self.fc1(self.crop(x).flatten(1))))
+            return self.fc(x.reshape(len(x), 4, 3).flip(1).reshape(len(x), 6, 2).flatten(1))
 
-    torch.manual_seed(0)
-    flat = Flat()
-    assert find_linear_views(flat, torch.randn(2, 1, 28, 28)) == {"fc1.weight": (30, 8, 4, 4)}
-    flat.fr_views = {"fc1.weight": (30, 2, 64)}
-    assert find_linear_views(flat, torch.randn(2, 1, 28, 28))["fc1.weight"] == (30, 2, 64)
+    # the last map is (6, 2): a view over it is what the layer reads
+    assert find_linear_views(NoMap(), torch.randn(2, 12)) == {"fc.weight": (3, 6, 2)}
 
 
 def test_viewed_tensor_transform_and_mask():

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.overrides import TorchFunctionMode
 
 from .dct import dctn, idctn, masked_idctn
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
@@ -125,43 +126,53 @@ def _matches(name: str, module: nn.Module, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or type(module).__name__ == p for p in patterns)
 
 
+class _WatchLinearInputs(TorchFunctionMode):
+    """Sees every torch call of a forward pass; remembers the last multi-dimensional map
+    and, at each linear call, whether its input is that map flattened."""
+
+    def __init__(self, weight_names: dict[int, tuple[str, nn.Linear]]):
+        super().__init__()
+        self.weight_names = weight_names
+        self.last_map: tuple[int, ...] | None = None
+        self.views: dict[str, tuple[int, ...]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in _LINEAR_FUNCS:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            name, layer = self.weight_names.get(id(weight), (None, None))
+            if name and self.last_map and math.prod(self.last_map) == layer.in_features:
+                self.views.setdefault(name, (layer.out_features, *self.last_map))
+            self.last_map = None
+        elif isinstance(out, torch.Tensor) and out.ndim >= 3:
+            self.last_map = tuple(out.shape[1:])
+        return out
+
+
+_LINEAR_FUNCS = (nn.functional.linear, torch._C._nn.linear)
+
+
 def find_linear_views(model: nn.Module, sample_input: torch.Tensor | None) -> dict[str, tuple[int, ...]]:
     """Views (out, C, H, W) for linear layers that read a flattened (C, H, W) feature map.
 
     Declared views (`model.fr_views = {"fc1.weight": (500, 50, 4, 4)}`) win; the rest
-    are found by one forward pass on `sample_input`: a Linear whose input size equals
-    the per-sample size of the last multi-dimensional output seen since the previous
-    Linear reads that map flattened.
+    are found by one forward pass on `sample_input`: a linear layer whose input size
+    equals the per-sample size of the last multi-dimensional tensor computed since the
+    previous linear layer reads that map flattened.
     """
     views = {k: tuple(v) for k, v in getattr(model, "fr_views", {}).items()}
     if sample_input is None:
         return views
-    last_map: list[tuple[int, ...] | None] = [None]
-    hooks = []
-
-    def after(name):
-        def hook(module, inputs, output):
-            if isinstance(module, nn.Linear):
-                if last_map[0] and math.prod(last_map[0]) == module.in_features:
-                    views.setdefault(_weight_name(name), (module.out_features, *last_map[0]))
-                last_map[0] = None
-            elif isinstance(output, torch.Tensor) and output.ndim >= 3:
-                last_map[0] = tuple(output.shape[1:])
-        return hook
-
-    for name, module in model.named_modules():
-        if not list(module.children()):
-            hooks.append(module.register_forward_hook(after(name)))
+    names = {id(m.weight): (_weight_name(n), m) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    watch = _WatchLinearInputs(names)
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), watch:
             model(sample_input)
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return views
+    return {**watch.views, **views}
 
 
 class FR:
