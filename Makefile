@@ -2,9 +2,11 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SCALE  ?= smoke
+SEEDS     ?= 0
+OVERRIDES ?=
 STAMP  := $(VENV)/.frx-installed
 
-.PHONY: setup test test-all demo bench tables table1 table2 table3 table4 clean-venv
+.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,3 +28,15 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Tables from the existing run records only (no training): results/table*.{md,csv,tex}, layers/, figures/.
+report: $(STAMP)
+	$(PY) -m frx.report
+
+# Run a table's experiments whose records are missing or stale (SCALE=smoke|full, SEEDS="0 1 2",
+# OVERRIDES="trainer.device=cuda"), then regenerate the tables (also after a failed run; exit status kept).
+table1 table2 table3 table4: $(STAMP)
+	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+
+tables: $(STAMP)
+	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s

@@ -1,0 +1,258 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from frx import report
+
+LENET5 = [("conv1.weight", "conv", [20, 1, 5, 5]), ("conv2.weight", "conv", [50, 20, 5, 5]),
+          ("fc1.weight", "linear", [500, 800]), ("fc2.weight", "linear", [10, 500])]
+ALEXNET_DENSE = 57_035_456
+
+
+def lenet5_tensors(kept):
+    out = []
+    for (name, kind, shape), k in zip(LENET5, kept):
+        dense = math.prod(shape)
+        out.append({"name": name, "kind": kind, "shape": shape, "view": None, "dense": dense,
+                    "kept": dense if k is None else k})
+    return out
+
+
+def record(experiment, table, row, method, variant, scale, seed, metric, tensors, other, name="top1",
+           fp16=None, model="lenet5", extra=None):
+    dense = sum(t["dense"] for t in tensors)
+    kept = sum(t["kept"] for t in tensors)
+    return {
+        "schema": 1, "experiment": experiment, "table": table, "row": row, "variant": variant, "method": method,
+        "scale": scale, "model": model, "dataset": "mnist", "task": "classification", "seed": seed,
+        "device": "cpu", "git_commit": "abc123", "versions": {"python": "3.11", "torch": "2.14.1", "frx": "0.1.0"},
+        "config": {"seed": seed},
+        "epochs": [{"epoch": 1, "train_loss": 0.3, "val_metric": metric, "kept": kept, "beta": 0.01, "time_s": 1.0}],
+        "metric": {"name": name, "higher_is_better": name != "fid", "value": metric,
+                   "value_fp16": metric if fp16 is None else fp16, "value_live": metric},
+        "metric_extra": extra or {}, "tensors": tensors,
+        "counts": {"dense_weights": dense, "kept_weights": kept, "other_params": other},
+        "packed_bytes": {"float32": 4 * kept + 200, "float16": 2 * kept + 200},
+        "wall_time_s": 10.0, "created": "2026-11-26T07:00:00Z",
+    }
+
+
+def write(root, rec):
+    table = f"table{rec['table']}" if rec["table"] else "adhoc"
+    path = root / table / f"{rec['experiment'].split('/')[-1]}__seed{rec['seed']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def results(tmp_path):
+    runs = tmp_path / "runs"
+    fr_kept = [128, 128, 256, 256]  # 768 kept weights
+    write(runs, record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "full", 0, 0.9707,
+                       lenet5_tensors(fr_kept), 580, fp16=0.9705))
+    write(runs, record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "full", 1, 0.9683,
+                       lenet5_tensors(fr_kept), 580, fp16=0.9684))
+    write(runs, record("table1/lenet5_v2_auto", 1, "LeNet5-v2", "fr", "auto", "full", 0, 0.9819,
+                       lenet5_tensors(fr_kept), 580))
+    write(runs, record("table1/lenet5_ref", 1, "LeNet5-ref", "plain", "-", "smoke", 0, 0.9906,
+                       lenet5_tensors([None] * 4), 580))
+    write(runs, record("table1/lenet5_v2_prune", 1, "LeNet5-v2", "prune", "-", "full", 0, 0.9493,
+                       lenet5_tensors(fr_kept), 580))
+    alex = [{"name": "features.0.weight", "kind": "conv", "shape": [64, 3, 11, 11], "view": None,
+             "dense": 23_232, "kept": 128},
+            {"name": "rest", "kind": "linear", "shape": [ALEXNET_DENSE - 23_232], "view": None,
+             "dense": ALEXNET_DENSE - 23_232, "kept": 1_280}]
+    write(runs, record("table2/alexnet_v3", 2, "AlexNet-v3", "fr", "flat", "smoke", 0, 0.5922, alex, 9_354,
+                       fp16=0.5855, model="alexnet"))
+    vgg = record("table2/vgg16_v3", 2, "VGG16-v3", "fr", "flat", "smoke", 0, 0.6599,
+                 [{"name": "features.0.weight", "kind": "conv", "shape": [64, 3, 3, 3], "view": None,
+                   "dense": 1728, "kept": 128}], 100, model="vgg16")
+    vgg["config"] = {"model": {"name": "vgg16", "variant": "vgg19-config"}}
+    write(runs, vgg)
+    gan = [{"name": "G.0.weight", "kind": "conv", "shape": [100, 512, 4, 4], "view": None, "dense": 819_200,
+            "kept": 8_192}]
+    write(runs, record("table4/gan_fr1", 4, "GAN-fr1", "fr", "flat", "smoke", 0, 251.5, gan, 3_000, name="fid",
+                       model="dcgan", extra={"fid_feature_extractor": "frx-mnist-cnn"}))
+    tagged = record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "full", 0, 0.9601, lenet5_tensors(fr_kept), 580)
+    (runs / "table1" / "lenet5_v2__fr.gamma=0.02__seed0.json").write_text(json.dumps(tagged))
+    (runs / "notes.json").write_text(json.dumps({"not": "a record"}))
+    out = tmp_path / "results"
+    frames = report.generate(runs, out, figures=False)
+    return out, frames
+
+
+def read_csv(path):
+    return pd.read_csv(path, na_values=[report.NOT_RUN, report.NA, "n/a (dense reference)"], keep_default_na=False)
+
+
+def test_table1_numbers(results):
+    out, _ = results
+    df = read_csv(out / "table1.csv")
+    flat = df[df.label == "LeNet5-v2"].iloc[0]
+    assert flat.variant == "flat" and flat.scale == "full" and flat.n == 2 and flat.seeds == "0 1"
+    assert flat.kept_weights == 768 and flat.dense_weights == 430_500 and flat.other_params == 580
+    assert flat.rate_fp32 == pytest.approx(430_500 / 768)
+    assert flat.rate_fp16 == pytest.approx(430_500 / (768 / 2))
+    assert flat.rate_paper == 1110 and flat.rate_paper_convention == "fp16"
+    assert flat.rate_diff == pytest.approx(430_500 / 384 - 1110)
+    # the paper's Table 1 FR rows are float16: the metric comes from the float16 pack
+    assert flat.metric_source == "fp16 pack"
+    assert flat.metric_mean == pytest.approx((97.05 + 96.84) / 2)
+    assert flat.metric_std == pytest.approx(pd.Series([97.05, 96.84]).std())
+    assert flat.metric_paper == 97.52 and flat.metric_diff == pytest.approx((97.05 + 96.84) / 2 - 97.52)
+    assert flat.params_paper == 776 and flat.params_diff == 768 - 776
+    tagged = df[df.label == "LeNet5-v2 [fr.gamma=0.02]"].iloc[0]  # extra overrides: a line of its own
+    assert tagged.n == 1 and tagged.tag == "fr.gamma=0.02" and tagged.metric_mean == pytest.approx(96.01)
+    auto = df[df.label == "LeNet5-v2 (frx shape-aware)"].iloc[0]
+    assert auto.variant == "auto" and auto.n == 1 and auto.metric_mean == pytest.approx(98.19)
+    assert math.isnan(auto.metric_std)
+    ref = df[df.label == "LeNet5-ref"].iloc[0]
+    assert ref.scale == "smoke" and ref.rate_fp32 == 1 and ref.metric_source == "fp32 pack"
+    assert ref.params_ours == 431_080 and ref.params_diff == 431_080 - 431_000  # paper's ref count: all params
+    # rows without a record: "not run" in every measured column, no zeros
+    raw = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
+    for label in ("LeNet300-ref", "LeNet300-v1", "LeNet300-v2", "LeNet5-v1"):
+        line = raw[raw.label == label].iloc[0]
+        assert line.status == "not run"
+        for col in ("kept_weights", "metric_mean", "rate_fp32", "rate_fp16", "n", "other_params"):
+            assert line[col] == "not run"
+    assert list(df.row.unique()) == ["LeNet300-ref", "LeNet300-v1", "LeNet300-v2", "LeNet5-ref", "LeNet5-v1",
+                                     "LeNet5-v2"]
+
+
+def test_table1_baselines_and_quoted_deepcompression(results):
+    out, frames = results
+    base = read_csv(out / "table1_baselines.csv")
+    v2 = base[base.label == "LeNet5-v2"].iloc[0]
+    assert v2.fr_kept_weights == v2.prune_kept_weights == 768
+    assert v2.prune_metric_mean == pytest.approx(94.93)
+    assert v2.fr_minus_prune == pytest.approx((97.05 + 96.84) / 2 - 94.93)
+    v1 = base[base.label == "LeNet5-v1"].iloc[0]
+    assert v1.dc_metric_quoted == 99.26 and v1.dc_rate_quoted == "2.56%(39×)" and v1.dc_params_quoted == "34K(float6)"
+    raw = pd.read_csv(out / "table1_baselines.csv", dtype=str, keep_default_na=False)
+    v1 = raw[raw.label == "LeNet5-v1"].iloc[0]
+    assert v1.fr_status == v1.fr_metric_mean == v1.prune_kept_weights == v1.fr_minus_prune == "not run"
+    ref = raw[raw.label == "LeNet300-ref"].iloc[0]
+    assert float(ref.dc_metric_quoted) == 98.36 and ref.prune_metric_mean == "n/a (dense reference)"
+    md = (out / "table1.md").read_text()
+    assert "DeepCompression" in md and "(quoted)" in md and "not run" in md
+    assert "half a parameter" in md and "81,016×" in md
+    assert "LeNet5-v2 (frx shape-aware)" in md
+
+
+def test_markdown_and_latex_are_well_formed(results):
+    out, frames = results
+    for n in (1, 2, 3, 4):
+        df = frames[n]["main"]
+        md = (out / f"table{n}.md").read_text()
+        main_md = md.split("## ")[0]
+        pipe = [ln for ln in main_md.splitlines() if ln.startswith("|")]
+        assert len(pipe) == len(df) + 2  # header, separator, one line per row
+        assert len({ln.count("|") for ln in pipe}) == 1
+        tex = (out / f"table{n}.tex").read_text()
+        assert tex.count(r"\begin{tabular}") == 1 and tex.count(r"\end{tabular}") == 1
+        body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+        assert len([ln for ln in body.splitlines() if ln.strip().endswith(r"\\")]) == len(df)
+        assert len(read_csv(out / f"table{n}.csv")) == len(df)
+    assert len(frames[3]["main"]) == 4 and (frames[3]["main"].status == "not run").all()
+    assert "not run" in (out / "table3.tex").read_text()
+    assert "19-layer" in (out / "table2.md").read_text()
+
+
+def test_table2_float16_row_and_table4_fid(results):
+    out, _ = results
+    t2 = read_csv(out / "table2.csv")
+    v3 = t2[t2.label == "AlexNet-v3"].iloc[0]
+    assert v3.kept_weights == 1408 and v3.metric_mean == pytest.approx(59.22) and v3.scale == "smoke"
+    assert v3.rate_fp32 == pytest.approx(ALEXNET_DENSE / 1408) and v3.rate_paper_convention == "fp32"
+    v4 = t2[t2.label == "AlexNet-v4"].iloc[0]  # AlexNet-v4 is AlexNet-v3 stored as float16
+    assert v4.metric_mean == pytest.approx(58.55) and v4.metric_source == "fp16 pack"
+    assert round(v4.rate_fp16) == 81_016 and v4.rate_ours_paper_convention == v4.rate_fp16
+    assert "AlexNet-v3 runs" in v4.notes
+    assert t2[t2.label == "VGG16-v3"].iloc[0].model == "vgg16 (vgg19-config)"
+    t4 = read_csv(out / "table4.csv")
+    gan = t4[t4.label == "GAN-fr1"].iloc[0]
+    assert gan.metric_mean == pytest.approx(251.5) and gan.metric_diff == pytest.approx(3.5)
+    assert gan.fid_feature_extractor == "frx-mnist-cnn" and gan.rate_fp32 == pytest.approx(100)
+    assert "frx-mnist-cnn" in (out / "table4.md").read_text()
+    raw = pd.read_csv(out / "table4.csv", dtype=str, keep_default_na=False)
+    assert (raw[raw.label != "GAN-fr1"].status == "not run").all()
+
+
+def test_layer_tables(results):
+    out, _ = results
+    path = out / "layers" / "table1" / "lenet5_v2__seed0.md"
+    text = path.read_text()
+    assert "fc1.weight" in text and "400,000" in text and "1,562×" in text  # 400000 / 256
+    assert "| total" in text and "430,500" in text and "580 other parameters" in text
+    assert len(list((out / "layers").rglob("*.md"))) == 9
+
+
+def test_main_cli_and_figure(tmp_path, results):
+    out, _ = results
+    fig_out = tmp_path / "again"
+    assert report.main(["--records", str(out.parent / "runs"), "--out", str(fig_out)]) == 0
+    png = fig_out / "figures" / "table1_metric_vs_kept.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (fig_out / "table3.md").exists() and not (fig_out / "figures" / "table3_metric_vs_kept.png").exists()
+
+
+def test_sample_and_overlay_figures(tmp_path):
+    from frx import figures
+
+    imgs = torch.rand(6, 1, 16, 16) * 2 - 1
+    p = figures.save_sample_comparison({"reference": imgs, "FR": imgs.flip(0)}, tmp_path / "gan.png", nrow=3)
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    grid = figures.image_grid(imgs, nrow=3, pad=2)
+    assert grid.shape == (2 * 18 + 2, 3 * 18 + 2, 1) and grid.min() >= 0 and grid.max() <= 1
+    seg = figures.save_segmentation_overlay(torch.rand(2, 3, 16, 16), torch.randn(2, 2, 16, 16),
+                                            tmp_path / "seg.png", target=torch.randint(0, 2, (2, 16, 16)))
+    assert seg.stat().st_size > 0
+
+
+def _run_missing():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "run_missing.py"
+    spec = importlib.util.spec_from_file_location("run_missing", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_run_missing_staleness(tmp_path):
+    import os
+    import subprocess
+
+    rm = _run_missing()
+    assert rm.config_diff({"fr": {"gamma": 0.01, "min_kept": {"conv": 128}}, "run": {"dir": "a"}},
+                          {"fr": {"gamma": 0.02, "min_kept": {"conv": 128}}, "run": {"dir": "b"}}) == ["fr.gamma"]
+    assert rm.config_diff({"trainer": {"betas": [0.9, 0.999]}}, {"trainer": {"betas": (0.9, 0.999)}}) == []
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    (tmp_path / "frx").mkdir()
+    (tmp_path / "frx" / "model.py").write_text("a = 1\n")
+    (tmp_path / "frx" / "report.py").write_text("r = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    sha = git("rev-parse", "HEAD")
+    assert rm.code_changed(sha, root=tmp_path) is None
+    assert rm.code_changed(None, root=tmp_path) is None
+    assert "not in this repository" in rm.code_changed("0" * 40, root=tmp_path)
+    (tmp_path / "frx" / "report.py").write_text("r = 2\n")  # the report does not change results
+    assert rm.code_changed(sha, root=tmp_path) is None
+    (tmp_path / "frx" / "model.py").write_text("a = 2\n")
+    os.utime(tmp_path / "frx" / "model.py", (1e9, 1e9))  # modified in 2001
+    assert "frx/model.py" in rm.code_changed(sha, root=tmp_path)
+    # a record written from a dirty tree after that change: the same code
+    assert rm.code_changed(sha + "+dirty", "2020-01-01T00:00:00Z", root=tmp_path) is None
+    assert "frx/model.py" in rm.code_changed(sha + "+dirty", "2000-01-01T00:00:00Z", root=tmp_path)
+    (tmp_path / "frx" / "new.py").write_text("b = 1\n")  # untracked, modified now
+    assert "frx/new.py" in rm.code_changed(sha + "+dirty", "2020-01-01T00:00:00Z", root=tmp_path)
