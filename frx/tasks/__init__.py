@@ -1,0 +1,132 @@
+"""Tasks: what a model learns and how it is scored, behind one interface.
+
+The training loop in `frx.train` is the same for every task; a task supplies
+
+- `optimizers(model)`: the optimizers (one, or one per network for a GAN),
+- `train_step(model, batch)`: one optimization step on a batch, returns the losses,
+- `evaluate(model, split)`: the task's metric on a data split (a float),
+- `metric`, `higher_is_better`, `metric_extra()`: how the metric reads,
+- `sample_input()`: a small input batch (for `fr.linear_view=auto`),
+- `save_samples(model, path)`: pictures of what the model does (PNG), or nothing.
+
+Metrics: classification "top1" (fraction), segmentation "dice" (fraction),
+gan/vae "fid" (lower is better).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+TASKS = ("classification", "segmentation", "gan", "vae")
+
+
+class Task:
+    """Base class: a single optimizer over all parameters, AMP and gradient clipping."""
+
+    name = ""
+    metric = ""
+    higher_is_better = True
+
+    def __init__(self, cfg: Any, splits: Any, device: torch.device, batches: Callable[..., Iterable]):
+        """cfg: the run's config; splits: `frx.data.Splits` (train, val); batches: the data
+        module's batch iterator `batches(split, batch_size, shuffle, generator, device)`."""
+        self.cfg = cfg
+        self.splits = splits
+        self.device = torch.device(device)
+        self._batches = batches
+        self.amp = bool(cfg.trainer.amp) and self.device.type == "cuda"  # autocast is a GPU feature here
+        self.grad_clip = cfg.trainer.grad_clip
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.device.type == "cuda" else None
+
+    # -- data ---------------------------------------------------------------------------------
+    def batches(self, split: Any, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterable:
+        return self._batches(split, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                             device=self.device)
+
+    def sample_input(self, n: int = 2) -> torch.Tensor:
+        x = next(iter(self.batches(self.splits.train, n)))[0]
+        return x[:n]
+
+    # -- optimization -------------------------------------------------------------------------
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.float16)
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(model.parameters(), self.cfg.trainer.optimizer)]
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """zero_grad, backward, clip, step; with a GradScaler under float16 autocast."""
+        optimizer.zero_grad(set_to_none=True)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, float(self.grad_clip))
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, float(self.grad_clip))
+            optimizer.step()
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Mapping[str, float]]:
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer]) -> dict:
+        """One optimization step. Returns {"loss": float, ...} (extra entries are shown and logged)."""
+        with self.autocast():
+            loss, extra = self.loss(model, batch)
+        self.backward_step(loss, optimizers[0])
+        return {"loss": float(loss.detach()), **extra}
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, split: Any) -> float:
+        raise NotImplementedError
+
+    def metric_extra(self) -> dict:
+        return {}
+
+    def save_samples(self, model: nn.Module, path) -> list:
+        """Write PNG pictures of the model's output; returns the paths written."""
+        return []
+
+    def state_dict(self) -> dict:
+        return {"scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
+    name = str(ocfg.name).lower()
+    lr, wd = float(ocfg.lr), float(ocfg.weight_decay)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg.betas))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(ocfg.momentum))
+    raise ValueError(f"trainer.optimizer.name must be adam, adamw or sgd, got {ocfg.name!r}")
+
+
+def build(name: str, cfg: Any, splits: Any, device: torch.device, batches: Callable[..., Iterable]) -> Task:
+    if name == "classification":
+        from .classification import Classification as cls
+    elif name == "segmentation":
+        from .segmentation import Segmentation as cls
+    elif name == "gan":
+        from .gan import GANTask as cls
+    elif name == "vae":
+        from .vae import VAETask as cls
+    else:
+        raise ValueError(f"task must be one of {TASKS}, got {name!r}")
+    return cls(cfg, splits, device, batches)

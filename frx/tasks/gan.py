@@ -1,0 +1,51 @@
+"""DCGAN training (Radford et al.): alternating discriminator and generator steps with
+binary cross-entropy, one Adam per network; scored by FID (see `fid`).
+
+The model holds `.generator` (z -> images in [-1, 1]) and `.discriminator` (images -> logits).
+FR, when on, regularizes both (the paper counts G + D)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import make_optimizer
+from .generative import Generative
+
+
+class GANTask(Generative):
+    name = "gan"
+
+    def latent_dim(self, model: nn.Module) -> int:
+        return int(model.nz)
+
+    def generate(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        return (model.generator(z).float() + 1) / 2
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        o = self.cfg.trainer.optimizer
+        return [make_optimizer(model.discriminator.parameters(), o),
+                make_optimizer(model.generator.parameters(), o)]
+
+    def train_step(self, model: nn.Module, batch, optimizers) -> dict:
+        opt_d, opt_g = optimizers
+        real = batch[0]
+        if real.dim() == 3:
+            real = real.unsqueeze(1)
+        n = real.shape[0]
+        z = torch.randn(n, model.nz, device=self.device)
+        ones = torch.ones(n, device=self.device)
+        zeros = torch.zeros(n, device=self.device)
+        with self.autocast():
+            fake = model.generator(z)
+            d_real = model.discriminator(real).float()
+            d_fake = model.discriminator(fake.detach()).float()
+            loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + \
+                F.binary_cross_entropy_with_logits(d_fake, zeros)
+        self.backward_step(loss_d, opt_d)
+        with self.autocast():
+            loss_g = F.binary_cross_entropy_with_logits(model.discriminator(fake).float(), ones)
+        self.backward_step(loss_g, opt_g)
+        ld, lg = float(loss_d.detach()), float(loss_g.detach())
+        return {"loss": ld + lg, "loss_d": ld, "loss_g": lg}
