@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -205,16 +206,13 @@ _TOP = {"model", "dataset", "seed", "task", *_SCHEMAS}
 
 
 def _unknown_keys(node: Any, schema: type, path: str) -> list[str]:
-    names = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
     bad = []
     for key in node:
-        if key not in names:
+        if key not in hints:
             bad.append(f"{path}.{key}")
-        elif dataclasses.is_dataclass(names[key].default_factory() if names[key].default_factory
-                                      is not dataclasses.MISSING else None):
-            sub = node.get(key)
-            if isinstance(sub, DictConfig):
-                bad += _unknown_keys(sub, type(names[key].default_factory()), f"{path}.{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(node.get(key), DictConfig):
+            bad += _unknown_keys(node.get(key), hints[key], f"{path}.{key}")
     return bad
 
 
@@ -239,11 +237,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         try:
             typed = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(node, resolve=True))
         except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or group
-            msg = str(e).splitlines()[0]
-            raise UserError(f"bad value for {group}.{key if not key.startswith(group) else key[len(group) + 1:]}: {msg}")
-        with_flag = OmegaConf.to_container(typed, resolve=True)
-        out[group] = with_flag
+            key = str(getattr(e, "full_key", "") or "")
+            where = key if key.startswith(group + ".") else f"{group}.{key}" if key else group
+            raise UserError(f"bad value for {where}: {str(e).splitlines()[0]}") from None
+        out[group] = OmegaConf.to_container(typed, resolve=True)
     fr, tr, pr, sc = out.fr, out.trainer, out.prune, out.scale
 
     def rate(name, v):
@@ -268,7 +265,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         if any(v < 1 for v in mk.values()):
             raise UserError(f"{name} values must be >= 1, got {dict(mk)}")
     positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size,
-                "trainer.eval_batch_size": tr.eval_batch_size, "scale.fid_samples": sc.fid_samples}
+                "trainer.eval_batch_size": tr.eval_batch_size, "scale.fid_extractor_epochs": sc.fid_extractor_epochs}
     if tr.max_steps_per_epoch is not None:
         positive["trainer.max_steps_per_epoch"] = tr.max_steps_per_epoch
     if pr.steps is not None:
@@ -622,22 +619,12 @@ def _restore_prune_masks(pruner, state: dict) -> None:
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
-_COMPOSER: dict = {}
-
-
 def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike | None = None) -> DictConfig:
     """The config `frx-train <overrides>` would run (Hydra's compose API), hydra node included."""
     from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
-    config_dir = str(config_dir or CONF_DIR)
-    gh = GlobalHydra.instance()
-    if not (gh.is_initialized() and _COMPOSER.get(config_dir) is gh.hydra):  # initialise once per config dir
-        gh.clear()
-        initialize_config_dir(config_dir=config_dir, version_base="1.3")
-        _COMPOSER.clear()
-        _COMPOSER[config_dir] = gh.hydra
-    return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
+    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
 
 
 def _main(cfg: DictConfig) -> None:

@@ -228,3 +228,12 @@ def test_multirun_sweep_in_parallel(tmp_path):
         r = rec.read(tmp_path / "records" / f"{stem}.json")
         assert r["config"]["fr"]["epsilon"] == float(eps)
         assert (tmp_path / "outputs" / stem / "model.float32.frx").exists()
+
+
+@pytest.mark.slow
+def test_compiled_training_gives_the_same_run(tmp_path):
+    """trainer.compile=true (torch.compile; FR's mask bookkeeping stays eager) trains the same network."""
+    eager = run(compose(tmp_overrides(tmp_path / "eager", "scale=smoke")))
+    compiled = run(compose(tmp_overrides(tmp_path / "compiled", "scale=smoke", "trainer.compile=true")))
+    assert compiled["counts"] == eager["counts"]
+    assert compiled["metric"]["value"] == pytest.approx(eager["metric"]["value"], abs=0.07)

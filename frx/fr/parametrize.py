@@ -86,6 +86,7 @@ class FrequencyWeight(nn.Module):
             self._mask = (key, corner, mask)
         return self._mask[1:]
 
+    @torch.compiler.disable  # k changes every step: keep this bookkeeping eager, let the network compile
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         key = (t.data_ptr(), t._version, int(self.k), t.device, t.dtype)
         if not torch.is_grad_enabled() and self._cached is not None and self._cached[0] == key:
