@@ -15,8 +15,10 @@ from frx.data import carvana, cifar10, mnist, mnist5k
 from frx.data.cli import main as cli
 from frx.data.synthetic_carvana import make_synthetic_carvana
 
+from datadir import SHARED_DATA
+
 CONF = str((Path(__file__).parent.parent / "conf").resolve())
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def compose_cfg(dataset, model=None, overrides=()):
@@ -122,7 +124,7 @@ def test_missing_data_says_how_to_get_it(tmp_path):
             assert "download=true" in str(e.value)
 
 
-@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="/work/shared/data/mnist is absent")
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason=f"{SHARED / 'mnist'} is absent")
 def test_import_real_mnist(tmp_path):
     assert cli(["import", "mnist", str(SHARED / "mnist"), "--root", str(tmp_path)]) == 0
     for name, md5 in mnist.FILES.items():
@@ -214,7 +216,7 @@ def test_cifar_import_npz_subset(tmp_path, caplog):
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10" / "cifar10-subset.npz").exists(),
-                    reason="/work/shared/data/cifar10/cifar10-subset.npz is absent")
+                    reason=f"{SHARED / 'cifar10'} is absent")
 def test_import_real_cifar_subset(tmp_path):
     npz = SHARED / "cifar10" / "cifar10-subset.npz"
     assert cli(["--root", str(tmp_path), "import", "cifar10", str(npz)]) == 0

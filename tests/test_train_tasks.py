@@ -11,7 +11,9 @@ import torch
 from frx.tasks import fid
 from frx.train import compose, run
 
-SHARED_MNIST = Path("/work/shared/data/mnist")
+from datadir import SHARED_DATA
+
+SHARED_MNIST = SHARED_DATA / "mnist"
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def test_fid_extractor_is_trained_once_and_cached(tmp_path):
     assert abs(same) < 1e-3 < other
 
 
-SHARED_CIFAR = Path("/work/shared/data/cifar10/cifar10-subset.npz")
+SHARED_CIFAR = SHARED_DATA / "cifar10" / "cifar10-subset.npz"
 ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "conf" / "experiment").with_suffix("")
              .as_posix() for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").rglob("*.yaml"))
 
