@@ -1,7 +1,7 @@
 """Run the experiments of paper tables whose records are missing or stale, one after another.
 
     python scripts/run_missing.py --table 1 [2 3 4] [--scale smoke|full] [--seeds 0 1 2]
-                                  [--dry-run] [--ignore-code] [-- extra=override ...]
+                                  [--dry-run] [--check-code] [-- extra=override ...]
 
 The experiments of Table N are the configs conf/experiment/tableN/*.yaml. For each experiment and
 seed the script composes the config `frx-train experiment=... scale=... seed=...` would run
@@ -10,7 +10,7 @@ seed the script composes the config `frx-train experiment=... scale=... seed=...
 - missing: there is no record;
 - stale (config): the record's `config` differs from the composed, resolved config, apart from keys
   that do not change results (IGNORED_KEYS: paths, progress bars, threads, resume flags, device);
-- stale (code): the record's `git_commit` is not in the repository, or files under frx/ (the
+- stale (code), only with --check-code: the record's `git_commit` is not in the repository, or files under frx/ (the
   report and figure modules excepted) differ between that commit and the working tree
   (`git diff --name-only <commit> -- frx/`). For a record written from a tree with uncommitted
   changes ("<sha>+dirty") only differing files modified after the record's `created` time count;
@@ -81,7 +81,7 @@ def code_changed(commit: str | None, created: str | None = None, root: Path = RO
         f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def check(overrides: list[str], ignore_code: bool = False) -> tuple[str, Path, str]:
+def check(overrides: list[str], check_code: bool = False) -> tuple[str, Path, str]:
     """(status, record path, reason) with status "ok", "missing" or "stale"."""
     from omegaconf import OmegaConf
 
@@ -102,7 +102,7 @@ def check(overrides: list[str], ignore_code: bool = False) -> tuple[str, Path, s
     if diff:
         shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
         return "stale", path, f"config differs: {shown}"
-    why = None if ignore_code else code_changed(record.get("git_commit"), record.get("created"))
+    why = code_changed(record.get("git_commit"), record.get("created")) if check_code else None
     return ("stale", path, why) if why else ("ok", path, "up to date")
 
 
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default="smoke")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--dry-run", action="store_true", help="only list what would run")
-    ap.add_argument("--ignore-code", action="store_true", help="do not treat code changes under frx/ as stale")
+    ap.add_argument("--check-code", action="store_true",
+                    help="also treat a record as stale when code under frx/ changed since its commit")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = ap.parse_args(argv)
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             for seed in args.seeds:
                 ov = [f"experiment={name}", f"scale={args.scale}", f"seed={seed}", *args.overrides]
-                status, path, reason = check(ov, args.ignore_code)
+                status, path, reason = check(ov, args.check_code)
                 rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
                 print(f"{status:8s} {name} seed {seed}: {rel} ({reason})")
                 if status != "ok":
