@@ -1,6 +1,6 @@
 """Speed and size benchmarks for the FR core, measured side by side in one run.
 
-    python scripts/bench.py [--steps 30] [--repeats 5] [--device cpu]
+    python scripts/bench.py [--steps 30] [--repeats 5] [--device cpu] [--threads N]
 
 1. LeNet-5 training step (batch 128, Adam): plain, frx FR (truncated IDCT of the
    kept corner), and FR with a full-tensor IDCT every step; ratios to plain.
@@ -131,7 +131,10 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench_step(torch.device(args.device), args.steps, args.repeats)
     bench_mask()
