@@ -23,6 +23,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest
 
+# The main job: LeNet-5 with FR on the offline MNIST sample; its record stays in outputs/demo.
+demo: $(STAMP)
+	$(PY) -m frx.train experiment=demo run.records_dir=outputs/demo run.overwrite=true
+
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
