@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
+from .fr.codec import atomic_write_bytes
+
 SCHEMA = 1
 REQUIRED = (
     "schema", "experiment", "table", "row", "variant", "method", "scale", "model", "dataset", "task",
@@ -22,21 +24,6 @@ REQUIRED = (
     "tensors", "counts", "packed_bytes", "wall_time_s", "created",
 )
 METRIC_FIELDS = ("name", "higher_is_better", "value", "value_fp16", "value_live")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:

@@ -73,12 +73,20 @@ def _np_dtype(t: torch.Tensor, float_dtype: str) -> str:
     return float_dtype if t.is_floating_point() else str(t.numpy().dtype)
 
 
-def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write through a synced temporary file and os.replace: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def pack(model: nn.Module, path, dtype: str = "float16", plain_dtype: str | None = None,
@@ -113,7 +121,9 @@ def pack(model: nn.Module, path, dtype: str = "float16", plain_dtype: str | None
     header = zlib.compress(json.dumps({"tensors": entries, "meta": meta or {}}).encode(), 9)
     body = _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
-    _write_atomic(Path(path), data, overwrite)
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    atomic_write_bytes(path, data)
     return len(data)
 
 
