@@ -169,3 +169,16 @@ def test_bad_dtypes_refused_before_writing(tmp_path):
         with pytest.raises(ValueError, match="dtype"):
             frx.pack(model, tmp_path / "m.frx", **kw)
     assert not (tmp_path / "m.frx").exists()
+
+
+def test_repack_quantizes_what_the_file_holds(tmp_path):
+    model, _ = lenet5_v2()
+    frx.pack(model, tmp_path / "f32.frx", dtype="float32", meta={"seed": 0})
+    frx.pack(model, tmp_path / "i8.frx", dtype="int8", plain_dtype="float32")
+    size = codec.repack(tmp_path / "f32.frx", tmp_path / "re.frx", "int8")
+    assert size == (tmp_path / "re.frx").stat().st_size < (tmp_path / "f32.frx").stat().st_size
+    a, b = frx.unpack(tmp_path / "i8.frx"), frx.unpack(tmp_path / "re.frx")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert frx.unpack_meta(tmp_path / "re.frx")["meta"] == {"seed": 0}
+    with pytest.raises(FileExistsError):
+        codec.repack(tmp_path / "f32.frx", tmp_path / "re.frx", "int8")

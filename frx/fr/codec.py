@@ -156,13 +156,8 @@ def pack(model: nn.Module, path, dtype: str = "float16", plain_dtype: str | None
             values = kept_values(p, t)
             _check_range(name, values, dtype)
             entry = {"name": name, "kind": "fr", "layer": p.kind, "shape": list(p.shape), "view": list(p.view),
-                     "dims": list(p.dims), "k": int(p.k), "dtype": dtype, "torch_dtype": str(t.dtype)}
-            if dtype == "int8":
-                scales, codes = quantize_int8(values)
-                entry["group"] = INT8_GROUP
-                data = _le_bytes(scales) + _le_bytes(codes)
-            else:
-                data = _le_bytes(values.to(getattr(torch, dtype)).numpy())
+                     "dims": list(p.dims), "k": int(p.k), "torch_dtype": str(t.dtype)}
+            data = _encode_fr(entry, values, dtype)
         elif _FR_INNER in key:
             continue  # the parametrization's own buffers (k) are in the entry above
         else:
@@ -172,14 +167,53 @@ def pack(model: nn.Module, path, dtype: str = "float16", plain_dtype: str | None
             data = _le_bytes(t.to(getattr(torch, np_dtype)).numpy() if t.is_floating_point() else t.numpy())
             entry = {"name": key, "kind": "plain", "shape": list(t.shape), "dtype": np_dtype,
                      "torch_dtype": str(t.dtype)}
-        entry["bytes"] = len(data)
         entries.append(entry)
         chunks.append(data)
-    header = zlib.compress(json.dumps({"tensors": entries, "meta": meta or {}}).encode(), 9)
+    return _write(path, entries, chunks, meta or {})
+
+
+def _encode_fr(entry: dict, values: torch.Tensor, dtype: str) -> bytes:
+    """Kept coefficients in `dtype`; sets the entry's dtype (and int8 group)."""
+    entry["dtype"] = dtype
+    if dtype == "int8":
+        scales, codes = quantize_int8(values)
+        entry["group"] = INT8_GROUP
+        return _le_bytes(scales) + _le_bytes(codes)
+    entry.pop("group", None)
+    return _le_bytes(values.to(getattr(torch, dtype)).numpy())
+
+
+def _write(path, entries: list, chunks: list, meta: dict) -> int:
+    for entry, chunk in zip(entries, chunks):
+        entry["bytes"] = len(chunk)
+    header = zlib.compress(json.dumps({"tensors": entries, "meta": meta}).encode(), 9)
     body = _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
     atomic_write_bytes(path, data)
     return len(data)
+
+
+def repack(src, dst, dtype: str, overwrite: bool = False) -> int:
+    """Store the kept coefficients of packed file `src` in `dtype` at `dst` (other tensors are copied as
+    they are); returns dst's size. Converting down (float16 -> int8) quantizes what src holds."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if Path(dst).exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
+    header, payload = _read(src)
+    entries, chunks, offset = [], [], 0
+    for e in header["tensors"]:
+        raw = payload[offset:offset + e["bytes"]]
+        offset += e["bytes"]
+        e = dict(e)
+        if e["kind"] == "fr":
+            values = _decode(e, raw).float()
+            _check_range(e["name"], values, dtype)
+            chunks.append(_encode_fr(e, values, dtype))
+        else:
+            chunks.append(bytes(raw))
+        entries.append(e)
+    return _write(dst, entries, chunks, header.get("meta", {}))
 
 
 def _le_bytes(a: np.ndarray) -> bytes:
