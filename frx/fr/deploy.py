@@ -147,7 +147,7 @@ def _core(w: torch.Tensor, view, dims, k: int) -> tuple[torch.Tensor, list[torch
     ct = iter(corner_shape([view[d] for d in dims], k))
     corner = [next(ct) if d in dims else n for d, n in enumerate(view)]
     bases = [_basis(n, c, d in dims) for d, (n, c) in enumerate(zip(view, corner))]
-    core = w.detach().to(torch.float64).reshape(view)
+    core = w.detach().to("cpu", torch.float64).reshape(view)  # factors go to w's device in _caster
     for d in dims:  # truncated forward DCT along d: contract n_d with B_d
         core = torch.movedim(torch.tensordot(core, bases[d], dims=([d], [0])), -1, d)
     mask = corner_mask([view[d] for d in dims], k).reshape([corner[d] if d in dims else 1 for d in range(len(view))])
