@@ -377,20 +377,20 @@ def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
-def _print_summary(rec_: dict, record_path: Path, run_dir: Path) -> None:
-    m, c, pb = rec_["metric"], rec_["counts"], rec_["packed_bytes"]
+def _print_summary(r: rec.Record, record_path: Path, run_dir: Path) -> None:
+    m, c, pb = r.metric, r.counts, r.packed_bytes
     kept, dense = c["kept_weights"], c["dense_weights"]
     rate = dense / kept if kept else float("inf")
     rows = [
-        f"frx-train  {rec_['experiment']}  seed {rec_['seed']}  ({rec_['method']}"
-        + (f", {rec_['variant']}" if rec_["variant"] != "-" else "") + f", {rec_['scale']} scale, {rec_['device']})",
+        f"frx-train  {r.experiment}  seed {r.seed}  ({r.method}"
+        + (f", {r.linear_view}" if r.linear_view else "") + f", {r.scale} scale, {r.device})",
         f"  {m['name']:<13} {m['value']:.4f} (from packed float32)   {m['value_fp16']:.4f} (float16)   "
         f"{m['value_live']:.4f} (live)",
         f"  kept weights  {_fmt_int(kept)} of {_fmt_int(dense)} ({100 * kept / max(dense, 1):.3g} %), "
         f"compression {rate:,.1f}x ({2 * rate:,.1f}x counting float16 as half)",
         f"  other params  {_fmt_int(c['other_params'])} (biases, norm layers; not counted above)",
         f"  packed        {_fmt_int(pb['float32'])} B float32, {_fmt_int(pb['float16'])} B float16",
-        f"  wall time     {rec_['wall_time_s']:.1f} s",
+        f"  wall time     {r.wall_time_s:.1f} s",
         f"  record        {record_path}",
         f"  run dir       {run_dir}",
     ]
@@ -403,7 +403,7 @@ def _limit_info(splits) -> str:
     return f"{len(splits.train)} train / {len(splits.val)} val"
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> rec.Record:
     """Train, pack, evaluate and record one configuration; returns the record."""
     t_start = time.time()
     cfg = validate(cfg)
@@ -576,19 +576,18 @@ def run(cfg: DictConfig) -> dict:
         dst = record_path.with_name(f"{stem.split('/')[-1]}.float16.frx")
         shutil.copyfile(run_dir / "model.float16.frx", dst)
         extra["packed_float16_file"] = dst.name
-    extra["data"] = dict(getattr(splits, "info", {}) or {})
     wall = elapsed_before + time.time() - t_start
-    record = {
-        "schema": rec.SCHEMA, "experiment": name, "table": cfg.run.table, "row": cfg.run.row,
-        "variant": cfg.fr.linear_view if method == "fr" else "-", "method": method, "scale": cfg.scale.name,
-        "model": cfg.model.get("name"), "dataset": cfg.dataset.get("name") or _choice("dataset"),
-        "task": task_kind, "seed": seed, "device": str(device), "git_commit": rec.git_commit(),
-        "versions": rec.versions(), "config": resolved, "epochs": epochs_log,
-        "metric": {"name": task.metric, "higher_is_better": task.higher_is_better, "value": values["float32"],
-                   "value_fp16": values["float16"], "value_live": value_live},
-        "metric_extra": extra, "tensors": tensors, "counts": counts, "packed_bytes": packed,
-        "wall_time_s": round(wall, 3), "created": rec.now_utc(),
-    }
+    record = rec.Record(
+        experiment=name, tag=run_tag(cfg), table=cfg.run.table, row=cfg.run.row, method=method,
+        linear_view=cfg.fr.linear_view if method == "fr" else None, scale=cfg.scale.name,
+        model=cfg.model.get("name"), arch=cfg.model.get("variant"),
+        dataset=cfg.dataset.get("name") or _choice("dataset"), data=dict(getattr(splits, "info", {}) or {}),
+        task=task_kind, seed=seed, device=str(device),
+        metric={"name": task.metric, "higher_is_better": task.higher_is_better, "value": values["float32"],
+                "value_fp16": values["float16"], "value_live": value_live},
+        metric_extra=extra, tensors=tensors, counts=counts, packed_bytes=packed, epochs=epochs_log,
+        config=resolved, git_commit=rec.git_commit(), versions=rec.versions(), wall_time_s=round(wall, 3),
+        created=rec.now_utc())
     rec.write(record_path, record)
     _print_summary(record, record_path, run_dir)
     return record

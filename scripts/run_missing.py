@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IGNORED_KEYS = ("run.overwrite", "run.dir", "run.records_dir", "run.cache_dir", "trainer.progress",
                 "trainer.threads", "trainer.resume", "trainer.checkpoint", "trainer.device")
-CODE_PATHS = ("frx/", ":(exclude)frx/report.py", ":(exclude)frx/figures.py")
+CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")
 
 
 def experiments(table: int, conf_dir: Path) -> list[str]:
