@@ -51,7 +51,7 @@ def check_compatible(model_cfg, dataset_cfg) -> None:
     """Raise ValueError listing every mismatch between a model and a data set config
     (task, channels, input size, classes, input scaling). Missing model keys are
     taken from the model registry's spec."""
-    from .. import models
+    from .. import models, tasks
 
     m, d = _cfg(model_cfg), _cfg(dataset_cfg)
     try:
@@ -64,8 +64,7 @@ def check_compatible(model_cfg, dataset_cfg) -> None:
     mname, dname = m.get("name", "?"), d.get("name", source_of(d))
     task, dtask = get("task"), d.get("task", "classification")
     errors = []
-    wanted = {"classification": "classification", "segmentation": "segmentation",
-              "gan": "classification", "vae": "classification"}.get(task)
+    wanted = tasks.get(task).data_task if task in tasks.names() else None
     if wanted is None:
         errors.append(f"model {mname} has unknown task {task!r}")
     elif dtask != wanted:
