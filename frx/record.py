@@ -29,6 +29,8 @@ from .fr.codec import atomic_write_bytes
 
 SCHEMA = 2
 METRIC_FIELDS = ("name", "higher_is_better", "value", "value_fp16", "value_live")
+_MOVED_TO_MODEL_SPEC = ("task", "in_channels", "input_size", "num_classes", "min_input_size", "size_multiple",
+                        "normalize", "variant")
 
 
 @dataclass
@@ -125,9 +127,12 @@ def upgrade(raw: dict, stem: str) -> dict:
             parts = parts[:-1]
         tag = "__".join(parts)
     variant = out.pop("variant", None)
-    model_cfg = (out.get("config") or {}).get("model") or {}
+    config = dict(out.get("config") or {})
+    model_cfg = dict(config.get("model") or {})
+    # the model's metadata moved from its config to its registered spec (frx.models)
+    config["model"] = {k: v for k, v in model_cfg.items() if k not in _MOVED_TO_MODEL_SPEC}
     out.update(schema=SCHEMA, tag=tag, linear_view=None if variant in (None, "-", "") else variant,
-               arch=model_cfg.get("variant") if isinstance(model_cfg, dict) else None,
+               arch=model_cfg.get("variant"), config=config,
                data=dict((out.get("metric_extra") or {}).get("data") or {}))
     return out
 

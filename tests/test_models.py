@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 import frx.models as M
 
-CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "model")
+CONF = os.path.join(os.path.dirname(__file__), "..", "frx", "conf", "model")
 
 # Paper Table "ref" counts live in each model's spec: sum of p.numel() over all parameters (VAE: weights only).
 COUNTED = [n for n in M.names() if M.spec(n).params is not None]

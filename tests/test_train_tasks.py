@@ -107,8 +107,8 @@ def test_fid_extractor_is_trained_once_and_cached(tmp_path):
 
 
 SHARED_CIFAR = SHARED_DATA / "cifar10" / "cifar10-subset.npz"
-ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "conf" / "experiment").with_suffix("")
-             .as_posix() for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").rglob("*.yaml"))
+ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").with_suffix("")
+             .as_posix() for p in (Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").rglob("*.yaml"))
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def check_compatible(model_cfg, dataset_cfg) -> None:
 
     m, d = _cfg(model_cfg), _cfg(dataset_cfg)
     try:
-        spec = models.spec(m.name)
+        spec = models.spec_from_config(m)
         defaults = {k: getattr(spec, k) for k in ("task", "in_channels", "input_size", "num_classes",
                                                    "min_input_size", "size_multiple", "normalize")}
     except ValueError:
