@@ -1,7 +1,7 @@
 """Data sets: ``load(dataset_cfg) -> Splits(train, val, info)``, ``batches(...)``,
 ``names()``, ``check_compatible(model_cfg, dataset_cfg)``.
 
-A dataset config (conf/dataset/<name>.yaml) names its loader in ``source``
+A dataset config (frx/conf/dataset/<name>.yaml) names its loader in ``source``
 (one of ``names()``) and sets ``root``, ``resize`` (H, W), ``normalize``,
 ``limit_train`` / ``limit_val`` and loader options.
 """

@@ -1,5 +1,5 @@
 """The model registry: each model's file registers its builder with `@register(ModelSpec(...))`,
-the metadata beside the builder. Config files (conf/model/<name>.yaml) hold only the name and
+the metadata beside the builder. Config files (frx/conf/model/<name>.yaml) hold only the name and
 the builder's arguments; compatibility checks and tests read the spec."""
 from __future__ import annotations
 
