@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .record import atomic_write_bytes
+from .fr.codec import atomic_write_bytes
 
 FILENAME = "checkpoint.pt"
 

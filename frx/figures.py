@@ -2,7 +2,11 @@
 
 - `metric_vs_kept(points, path, ...)`: metric against kept weights (log x), one series per
   method; `frx-report` draws one per table from the run records.
-- `save_image_grid(images, path)`: a grid of image samples (GAN / VAE outputs).
+
+For looking at models by hand (the tasks write their own `samples.png` with torchvision's
+`save_image`; these are not used by training or the report):
+
+- `save_image_grid(images, path)`: a grid of image samples, e.g. a GAN's or VAE's outputs.
 - `save_sample_comparison({"reference": a, "FR": b}, path)`: sample grids side by side.
 - `save_segmentation_overlay(images, pred, path, target=None)`: predicted (and true) masks over images.
 

@@ -10,7 +10,7 @@ Typical use in a training loop::
 
     from frx.prune import MagnitudePruner, budget_from_fr
 
-    kept = budget_from_fr(model, epsilon=0.001, min_kept={"conv": 128, "linear": 256})
+    kept = budget_from_fr(model, epsilon=0.001, min_kept=MIN_KEPT)  # frx.fr.parametrize.MIN_KEPT
     pruner = MagnitudePruner(model, kept, steps=10)   # reach the budget after 10 pruning epochs
     for epoch in range(epochs):
         train_one_epoch(model)                         # pruned weights stay zero: weight = weight_orig * mask
@@ -30,7 +30,6 @@ holds exactly its budget. Train at least one epoch after the last step, then
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Iterable, Mapping
 
 import torch
@@ -38,12 +37,25 @@ from torch import nn
 from torch.nn.utils import prune
 
 from frx.fr import final_kept, kind_of
+from frx.fr.parametrize import _matches  # the method's own include/exclude rule
 
 SCHEDULES = ("cubic", "geometric")
 
 
-def _matches(name: str, module: nn.Module, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) or type(module).__name__ == p for p in patterns)
+def weight_tensors(model: nn.Module, include: Iterable[str] | None = None,
+                   exclude: Iterable[str] | None = None) -> list[tuple[str, str, nn.Module]]:
+    """(weight name, kind, module) of each conv / transposed conv / linear weight, the tensors FR
+    can regularize, optionally filtered by `include` / `exclude` as in `frx.regularize`."""
+    out = []
+    for name, module in model.named_modules():
+        kind = kind_of(module)
+        if kind is None or getattr(module, "weight", None) is None:
+            continue
+        if (include is not None and not _matches(name, module, include)) or (
+                exclude is not None and _matches(name, module, exclude)):
+            continue
+        out.append((f"{name}.weight" if name else "weight", kind, module))
+    return out
 
 
 def budget_from_fr(
@@ -58,19 +70,12 @@ def budget_from_fr(
     Covers the `weight` of every conv / transposed conv / linear module (what FR
     regularizes), optionally filtered by `include` / `exclude` (module name globs
     or type names, as in `frx.regularize`). `min_kept` is an int or a dict by
-    kind, e.g. {"conv": 128, "linear": 256}.
+    kind, e.g. the paper's `frx.fr.parametrize.MIN_KEPT`.
     """
     budget = {}
-    for name, module in model.named_modules():
-        kind = kind_of(module)
-        if kind is None or getattr(module, "weight", None) is None:
-            continue
-        if include is not None and not _matches(name, module, include):
-            continue
-        if exclude is not None and _matches(name, module, exclude):
-            continue
+    for name, kind, module in weight_tensors(model, include, exclude):
         floor = min_kept.get(kind, 1) if isinstance(min_kept, Mapping) else int(min_kept)
-        budget[f"{name}.weight" if name else "weight"] = final_kept(module.weight.numel(), epsilon, floor)
+        budget[name] = final_kept(module.weight.numel(), epsilon, floor)
     return budget
 
 

@@ -1,47 +1,140 @@
-"""Run records: one JSON file per finished run, the input of `frx-report`.
+"""Run records: one JSON file per finished run, the contract between `frx-train` and `frx-report`.
 
-The format (schema 1) is documented in the README; `REQUIRED` lists its top-level
-fields. Records are written atomically (temporary file + `os.replace`), so a
-reader never sees half a record and a crash never leaves a corrupt one.
+`Record` is that contract: train writes one, report reads them, and neither looks at the
+other's internals (report never parses a file name or digs in the raw config). Records are
+written atomically, so a reader never sees half a record and a crash never leaves a corrupt one.
+
+Schema 2 (written now) adds `tag`, `linear_view`, `arch` and `data` beside schema 1's
+fields and drops `variant`. Schema 1 files (written before) load through `upgrade`, the one
+place that knows their conventions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Optional
+
+import torch
 
 from .fr.codec import atomic_write_bytes
 
-SCHEMA = 1
-REQUIRED = (
-    "schema", "experiment", "table", "row", "variant", "method", "scale", "model", "dataset", "task",
-    "seed", "device", "git_commit", "versions", "config", "epochs", "metric", "metric_extra",
-    "tensors", "counts", "packed_bytes", "wall_time_s", "created",
-)
+SCHEMA = 2
 METRIC_FIELDS = ("name", "higher_is_better", "value", "value_fp16", "value_live")
+_MOVED_TO_MODEL_SPEC = ("task", "in_channels", "input_size", "num_classes", "min_input_size", "size_multiple",
+                        "normalize", "variant")
 
 
-def write(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
-    """Check `record` and write it atomically as indented JSON."""
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise ValueError(f"record lacks fields {missing}")
-    missing = [k for k in METRIC_FIELDS if k not in record["metric"]]
-    if missing:
-        raise ValueError(f"record metric lacks fields {missing}")
+@dataclass
+class Record:
+    """One finished run. `path` is where it was read from (relative to the records folder), not written."""
+
+    experiment: str  # experiment config name, or run.name, or adhoc/<model>-<dataset>
+    tag: str  # what sets this run apart from others of its experiment ("" when nothing)
+    table: Optional[int]  # paper table reproduced (1-4), or None
+    row: Optional[str]  # paper row label, e.g. "LeNet5-v2"
+    method: str  # "fr" | "plain" | "prune"
+    linear_view: Optional[str]  # fr.linear_view ("flat" | "auto") of an FR run; None otherwise
+    scale: str  # "full" | "smoke"
+    model: str  # registry name, e.g. "vgg16"
+    arch: Optional[str]  # the architecture when the model name does not say it, e.g. "vgg19-config"
+    dataset: str
+    data: dict  # notes on the data actually used (split sizes, subset notes) from the data loader
+    task: str  # "classification" | "segmentation" | "gan" | "vae"
+    seed: int
+    device: str
+    metric: dict  # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live
+    metric_extra: dict  # task extras (fid_feature_extractor, ...), samples, packed_float16_file
+    tensors: list  # per weight tensor: name, kind, shape, view, dense, kept, regularized
+    counts: dict  # dense_weights, kept_weights, other_params
+    packed_bytes: dict  # float32, float16
+    epochs: list  # per epoch: epoch, train_loss, val_metric, kept, beta, lr, time_s
+    config: dict  # the resolved config the run used
+    git_commit: Optional[str]
+    versions: dict
+    wall_time_s: float
+    created: str
+    schema: int = SCHEMA
+    path: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        missing = [k for k in METRIC_FIELDS if k not in self.metric]
+        if missing:
+            raise ValueError(f"record metric lacks fields {missing}")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        del out["path"]
+        return out
+
+    @property
+    def kept_weights(self) -> int:
+        """Sum of the per-tensor kept counts (counts.kept_weights when there is no tensor table)."""
+        return int(sum(t["kept"] for t in self.tensors)) if self.tensors else int(self.counts["kept_weights"])
+
+    @property
+    def dense_weights(self) -> int:
+        return int(sum(t["dense"] for t in self.tensors)) if self.tensors else int(self.counts["dense_weights"])
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name != "path")
+
+
+def write(path: str | os.PathLike, record: Record) -> Path:
+    """Write `record` atomically as indented JSON."""
     # default=str: a stray Path or numpy scalar must not lose a finished run at the last step
-    atomic_write_bytes(path, (json.dumps(record, indent=1, allow_nan=True, default=str) + "\n").encode())
+    text = json.dumps(record.to_dict(), indent=1, allow_nan=True, default=str) + "\n"
+    atomic_write_bytes(path, text.encode())
     return Path(path)
 
 
-def read(path: str | os.PathLike) -> dict:
-    with open(path) as f:
-        return json.load(f)
+def read(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Record:
+    """Load a record file (any schema); `root` makes `Record.path` relative to it."""
+    return from_dict(json.loads(Path(path).read_text()), path, root)
+
+
+def from_dict(raw: dict, path: str | os.PathLike, root: str | os.PathLike | None = None) -> Record:
+    path = Path(path)
+    known = {k: v for k, v in upgrade(raw, path.stem).items() if k in FIELDS}
+    return Record(**known, path=(path.relative_to(root) if root is not None else path).as_posix())
+
+
+def is_record(raw: Any) -> bool:
+    return isinstance(raw, dict) and "schema" in raw and "experiment" in raw
+
+
+def upgrade(raw: dict, stem: str) -> dict:
+    """A record dict of any schema as the current schema. The only code that knows schema 1:
+    the tag lived in the file name <name>[__<tag>][__<scale>]__seed<seed>, `variant` meant
+    fr.linear_view ("-" when not FR), the architecture was config.model.variant and the data
+    notes were metric_extra.data."""
+    if raw.get("schema", 1) >= 2:
+        return raw
+    out = dict(raw)
+    parts = stem.split("__")
+    tag = ""
+    if len(parts) >= 2 and re.fullmatch(r"seed-?\d+", parts[-1]):
+        parts = parts[1:-1]
+        if parts and parts[-1] == str(raw.get("scale")):
+            parts = parts[:-1]
+        tag = "__".join(parts)
+    variant = out.pop("variant", None)
+    config = dict(out.get("config") or {})
+    model_cfg = dict(config.get("model") or {})
+    # the model's metadata moved from its config to its registered spec (frx.models)
+    config["model"] = {k: v for k, v in model_cfg.items() if k not in _MOVED_TO_MODEL_SPEC}
+    out.update(schema=SCHEMA, tag=tag, linear_view=None if variant in (None, "-", "") else variant,
+               arch=model_cfg.get("variant"), config=config,
+               data=dict((out.get("metric_extra") or {}).get("data") or {}))
+    return out
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
@@ -60,13 +153,9 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def versions() -> dict:
-    import torch
-
     try:
-        from importlib.metadata import version
-
         frx_version = version("frx")
-    except Exception:  # not installed as a distribution (source tree on sys.path)
+    except PackageNotFoundError:  # not installed as a distribution (source tree on sys.path)
         frx_version = None
     return {"python": platform.python_version(), "torch": torch.__version__, "frx": frx_version}
 

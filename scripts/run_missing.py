@@ -3,13 +3,14 @@
     python scripts/run_missing.py --table 1 [2 3 4] [--scale smoke|full] [--seeds 0 1 2]
                                   [--dry-run] [--check-code] [-- extra=override ...]
 
-The experiments of Table N are the configs conf/experiment/tableN/*.yaml. For each experiment and
+The experiments of Table N are the configs frx/conf/experiment/tableN/*.yaml. For each experiment and
 seed the script composes the config `frx-train experiment=... scale=... seed=...` would run
 (frx.train.compose), finds its record (<run.records_dir>/<run stem>.json) and runs frx-train when
 
 - missing: there is no record;
 - stale (config): the record's `config` differs from the composed, resolved config, apart from keys
-  that do not change results (IGNORED_KEYS: paths, progress bars, threads, resume flags, device);
+  that do not change results (frx.naming.NOT_COMPUTING, the list that also keeps them out of run names:
+  paths, progress bars, threads, resume flags, device);
 - stale (code), only with --check-code: the record's `git_commit` is not in the repository, or files under frx/ (the
   report and figure modules excepted) differ between that commit and the working tree
   (`git diff --name-only <commit> -- frx/`). For a record written from a tree with uncommitted
@@ -28,10 +29,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from frx import record as rec
+from frx.config import CONF_DIR, compose
+from frx.finish import resolved_config
+from frx.naming import NOT_COMPUTING, run_stem, under
+
 ROOT = Path(__file__).resolve().parent.parent
-IGNORED_KEYS = ("run.overwrite", "run.dir", "run.records_dir", "run.cache_dir", "trainer.progress",
-                "trainer.threads", "trainer.resume", "trainer.checkpoint", "trainer.device")
-CODE_PATHS = ("frx/", ":(exclude)frx/report.py", ":(exclude)frx/figures.py")
+CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")
 
 
 def experiments(table: int, conf_dir: Path) -> list[str]:
@@ -47,11 +51,11 @@ def flatten(d, prefix: str = "") -> dict:
     return {prefix[:-1]: d}
 
 
-def config_diff(recorded: dict, current: dict, ignore=IGNORED_KEYS) -> list[str]:
+def config_diff(recorded: dict, current: dict, ignore=NOT_COMPUTING) -> list[str]:
     """Dotted keys whose values differ (JSON round trip, so tuples/lists and ints/floats compare as stored)."""
     a, b = flatten(json.loads(json.dumps(recorded))), flatten(json.loads(json.dumps(current)))
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in ignore) and a.get(k) != b.get(k)]
+    return [k for k in keys if not under(k, ignore) and a.get(k) != b.get(k)]
 
 
 def code_changed(commit: str | None, created: str | None = None, root: Path = ROOT) -> str | None:
@@ -83,26 +87,18 @@ def code_changed(commit: str | None, created: str | None = None, root: Path = RO
 
 def check(overrides: list[str], check_code: bool = False) -> tuple[str, Path, str]:
     """(status, record path, reason) with status "ok", "missing" or "stale"."""
-    from omegaconf import OmegaConf
-
-    from frx.train import compose, run_stem
-
     cfg = compose(overrides)
-    # resolve everything but the hydra node (its runtime fields only exist inside a running app),
-    # as frx-train stores it; interpolations still see the whole config
-    resolved = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                for k in cfg if k != "hydra"}
     path = Path(cfg.run.records_dir) / f"{run_stem(cfg)}.json"
     if not path.is_absolute():
         path = ROOT / path
     if not path.exists():
         return "missing", path, "no record"
-    record = json.loads(path.read_text())
-    diff = config_diff(record.get("config") or {}, resolved)
+    record = rec.read(path)
+    diff = config_diff(record.config, resolved_config(cfg))
     if diff:
         shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
         return "stale", path, f"config differs: {shown}"
-    why = code_changed(record.get("git_commit"), record.get("created")) if check_code else None
+    why = code_changed(record.git_commit, record.created) if check_code else None
     return ("stale", path, why) if why else ("ok", path, "up to date")
 
 
@@ -116,9 +112,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="also treat a record as stale when code under frx/ changed since its commit")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = ap.parse_args(argv)
-
-    from frx.train import CONF_DIR
-
     todo = []
     for table in args.table:
         names = experiments(table, Path(CONF_DIR))

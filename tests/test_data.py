@@ -17,7 +17,7 @@ from frx.data.synthetic_carvana import make_synthetic_carvana
 
 from datadir import SHARED_DATA
 
-CONF = str((Path(__file__).parent.parent / "conf").resolve())
+CONF = str((Path(__file__).parent.parent / "frx" / "conf").resolve())
 SHARED = SHARED_DATA
 
 
@@ -356,7 +356,7 @@ def test_incompatible_pairs(model, dataset, words):
 
 
 def test_class_count_mismatch():
-    c = compose_cfg("mnist", "lenet5", ["model.num_classes=5"])
+    c = compose_cfg("mnist", "lenet5", ["model.kwargs.num_classes=5"])
     with pytest.raises(ValueError, match="5 classes"):
         D.check_compatible(c.model, c.dataset)
     D.check_compatible({"name": "lenet5"}, {"name": "mnist", "in_channels": 1, "input_size": [28, 28],

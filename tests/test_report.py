@@ -238,7 +238,8 @@ def test_run_missing_staleness(tmp_path):
 
     (tmp_path / "frx").mkdir()
     (tmp_path / "frx" / "model.py").write_text("a = 1\n")
-    (tmp_path / "frx" / "report.py").write_text("r = 1\n")
+    (tmp_path / "frx" / "report").mkdir()
+    (tmp_path / "frx" / "report" / "cli.py").write_text("r = 1\n")
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
@@ -246,7 +247,7 @@ def test_run_missing_staleness(tmp_path):
     assert rm.code_changed(sha, root=tmp_path) is None
     assert rm.code_changed(None, root=tmp_path) is None
     assert "not in this repository" in rm.code_changed("0" * 40, root=tmp_path)
-    (tmp_path / "frx" / "report.py").write_text("r = 2\n")  # the report does not change results
+    (tmp_path / "frx" / "report" / "cli.py").write_text("r = 2\n")  # the report does not change results
     assert rm.code_changed(sha, root=tmp_path) is None
     (tmp_path / "frx" / "model.py").write_text("a = 2\n")
     os.utime(tmp_path / "frx" / "model.py", (1e9, 1e9))  # modified in 2001

@@ -144,36 +144,51 @@ def fr_run(tmp_path_factory):
     """LeNet-5 with FR on a few MNIST-5k images (auto view), one finished run shared by the tests below."""
     tmp = tmp_path_factory.mktemp("fr_run")
     cfg = compose(tmp_overrides(tmp, "experiment=demo", "scale=smoke", "trainer.epochs=3",
-                                "trainer.max_steps_per_epoch=4", "fr.gamma=0.5"))
+                                "trainer.max_steps_per_epoch=4", "fr.gamma=0.5", "run.table=1", "run.row=LeNet5-v2"))
     return tmp, cfg, run(cfg)
 
 
 def test_record_is_complete(fr_run):
     tmp, cfg, r = fr_run
     path = tmp / "records" / "demo__fr.gamma=0.5,trainer.epochs=3,trainer.max_steps_per_epoch=4__smoke__seed0.json"
-    assert path.exists() and rec.read(path) == json.loads(json.dumps(r))
-    for key in rec.REQUIRED:
-        assert key in r
+    assert path.exists() and rec.read(path).to_dict() == json.loads(json.dumps(r.to_dict()))
     for key in rec.METRIC_FIELDS:
-        assert key in r["metric"]
-    assert (r["schema"], r["experiment"], r["method"], r["variant"], r["scale"]) == (1, "demo", "fr", "auto", "smoke")
-    assert (r["model"], r["dataset"], r["task"], r["seed"], r["device"]) == ("lenet5", "mnist5k", "classification",
+        assert key in r.metric
+    assert (r.schema, r.experiment, r.tag, r.method, r.linear_view, r.scale) == (
+        2, "demo", "fr.gamma=0.5,trainer.epochs=3,trainer.max_steps_per_epoch=4", "fr", "auto", "smoke")
+    assert (r.model, r.dataset, r.task, r.seed, r.device) == ("lenet5", "mnist5k", "classification",
                                                                               0, "cpu")
-    assert r["metric"]["name"] == "top1" and r["metric"]["higher_is_better"] is True
-    assert all(0.0 <= r["metric"][k] <= 1.0 for k in ("value", "value_fp16", "value_live"))
-    assert [e["epoch"] for e in r["epochs"]] == [1, 2, 3]
-    for e in r["epochs"]:
+    assert r.metric["name"] == "top1" and r.metric["higher_is_better"] is True
+    assert all(0.0 <= r.metric[k] <= 1.0 for k in ("value", "value_fp16", "value_live"))
+    assert [e["epoch"] for e in r.epochs] == [1, 2, 3]
+    for e in r.epochs:
         assert {"epoch", "train_loss", "val_metric", "kept", "beta", "time_s"} <= set(e)
-    assert r["epochs"][0]["beta"] > r["epochs"][-1]["beta"] > cfg.fr.epsilon  # tail-dropout moved
+    assert r.epochs[0]["beta"] > r.epochs[-1]["beta"] > cfg.fr.epsilon  # tail-dropout moved
     # LeNet-5: 430,500 conv/linear weights + 580 biases; kept per tensor follows the schedule
-    assert r["counts"]["dense_weights"] == 430500 and r["counts"]["other_params"] == 580
-    assert r["counts"]["kept_weights"] == sum(t["kept"] for t in r["tensors"]) == r["epochs"][-1]["kept"]
-    assert [t["name"] for t in r["tensors"]] == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
-    fc1 = r["tensors"][2]
+    assert r.counts["dense_weights"] == 430500 and r.counts["other_params"] == 580
+    assert r.counts["kept_weights"] == sum(t["kept"] for t in r.tensors) == r.epochs[-1]["kept"]
+    assert [t["name"] for t in r.tensors] == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    fc1 = r.tensors[2]
     assert fc1["view"] == [500, 50, 4, 4] and fc1["kind"] == "linear" and fc1["kept"] < fc1["dense"]
-    assert r["config"]["fr"]["epsilon"] == cfg.fr.epsilon and r["config"]["run"]["dir"] == str(tmp / "run")
-    assert 0 < r["packed_bytes"]["float16"] < r["packed_bytes"]["float32"]
-    assert r["wall_time_s"] > 0 and r["created"].endswith("Z") and r["versions"]["torch"] == torch.__version__
+    assert r.config["fr"]["epsilon"] == cfg.fr.epsilon and r.config["run"]["dir"] == str(tmp / "run")
+    assert 0 < r.packed_bytes["float16"] < r.packed_bytes["float32"]
+    assert r.wall_time_s > 0 and r.created.endswith("Z") and r.versions["torch"] == torch.__version__
+
+
+def test_smoke_record_goes_through_the_report(fr_run, tmp_path):
+    """The record a real run wrote is what the report reads: its line in Table 1 and its layer table."""
+    from frx import report
+
+    tmp, cfg, r = fr_run
+    frames = report.generate(tmp / "records", tmp_path, figures=False)
+    df = frames[1]["main"]
+    line = df[df.status == "ok"].iloc[0]
+    assert (line.row, line.method, line.variant, line.scale, line.tag) == ("LeNet5-v2", "fr", "auto", "smoke", r.tag)
+    assert line.label == f"LeNet5-v2 (frx shape-aware) [{r.tag}]"
+    assert line.kept_weights == r.counts["kept_weights"] and line.model == "lenet5"
+    assert line.metric_mean == pytest.approx(100 * r.metric["value_fp16"])  # the paper lists LeNet5-v2 in float16
+    layers = (tmp_path / "layers" / f"demo__{r.tag}__smoke__seed0.md").read_text()
+    assert "variant auto; scale smoke; model lenet5" in layers and "| fc1.weight" in layers
 
 
 def test_metric_is_measured_on_the_unpacked_model(fr_run):
@@ -183,15 +198,15 @@ def test_metric_is_measured_on_the_unpacked_model(fr_run):
 
     tmp, cfg, r = fr_run
     packed = tmp / "run" / "model.float32.frx"
-    assert packed.stat().st_size == r["packed_bytes"]["float32"]
+    assert packed.stat().st_size == r.packed_bytes["float32"]
     model = models.build_from_config(cfg.model)
     model.load_state_dict(frx.unpack(packed))
     vcfg = validate(cfg)
     splits = data.load(vcfg.dataset)
     task = build("classification", vcfg, splits, torch.device("cpu"), data.batches)
-    assert task.evaluate(model, splits.val) == r["metric"]["value"]
+    assert task.evaluate(model, splits.val) == r.metric["value"]
     # the small float16 pack is kept beside the record and is the same file as in the run dir
-    small = tmp / "records" / r["metric_extra"]["packed_float16_file"]
+    small = tmp / "records" / r.metric_extra["packed_float16_file"]
     assert small.read_bytes() == (tmp / "run" / "model.float16.frx").read_bytes()
 
 
@@ -202,18 +217,18 @@ def test_finished_run_is_not_overwritten(fr_run):
     cfg2 = compose(tmp_overrides(tmp, "experiment=demo", "scale=smoke", "trainer.epochs=3",
                                  "trainer.max_steps_per_epoch=4", "fr.gamma=0.5", "run.overwrite=true"))
     again = run(cfg2)
-    assert again["metric"] == r["metric"] and again["epochs"][-1]["kept"] == r["epochs"][-1]["kept"]
-    assert [e["train_loss"] for e in again["epochs"]] == [e["train_loss"] for e in r["epochs"]]  # deterministic
+    assert again.metric == r.metric and again.epochs[-1]["kept"] == r.epochs[-1]["kept"]
+    assert [e["train_loss"] for e in again.epochs] == [e["train_loss"] for e in r.epochs]  # deterministic
 
 
 def test_plain_reference_run(tmp_path):
     r = run(compose(tmp_overrides(tmp_path, "model=lenet300", "fr=none", "scale=smoke")))
-    assert r["method"] == "plain" and r["variant"] == "-"
-    assert r["counts"] == {"dense_weights": 266200, "kept_weights": 266200, "other_params": 410}
-    assert all(t["kept"] == t["dense"] and not t["regularized"] for t in r["tensors"])
-    assert r["epochs"][-1]["beta"] is None
+    assert r.method == "plain" and r.linear_view is None
+    assert r.counts == {"dense_weights": 266200, "kept_weights": 266200, "other_params": 410}
+    assert all(t["kept"] == t["dense"] and not t["regularized"] for t in r.tensors)
+    assert r.epochs[-1]["beta"] is None
     # a plain float32 pack holds every weight: 4 bytes each plus a small header
-    assert r["packed_bytes"]["float32"] > 4 * 266610
+    assert r.packed_bytes["float32"] > 4 * 266610
 
 
 @pytest.mark.slow
@@ -226,7 +241,7 @@ def test_multirun_sweep_in_parallel(tmp_path):
     for eps in ("0.01", "0.001"):
         stem = f"adhoc/lenet5-mnist5k__fr.epsilon={eps}__smoke__seed0"
         r = rec.read(tmp_path / "records" / f"{stem}.json")
-        assert r["config"]["fr"]["epsilon"] == float(eps)
+        assert r.config["fr"]["epsilon"] == float(eps)
         assert (tmp_path / "outputs" / stem / "model.float32.frx").exists()
 
 
@@ -235,5 +250,5 @@ def test_compiled_training_gives_the_same_run(tmp_path):
     """trainer.compile=true (torch.compile; FR's mask bookkeeping stays eager) trains the same network."""
     eager = run(compose(tmp_overrides(tmp_path / "eager", "scale=smoke")))
     compiled = run(compose(tmp_overrides(tmp_path / "compiled", "scale=smoke", "trainer.compile=true")))
-    assert compiled["counts"] == eager["counts"]
-    assert compiled["metric"]["value"] == pytest.approx(eager["metric"]["value"], abs=0.07)
+    assert compiled.counts == eager.counts
+    assert compiled.metric["value"] == pytest.approx(eager.metric["value"], abs=0.07)

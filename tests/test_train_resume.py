@@ -49,10 +49,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     resumed = run(compose(overrides(tmp_path, "killed", "trainer.resume=true")))
     straight = run(compose(overrides(tmp_path, "straight")))
 
-    assert resumed["metric"] == straight["metric"]
-    for a, b in zip(resumed["epochs"], straight["epochs"]):
+    assert resumed.metric == straight.metric
+    for a, b in zip(resumed.epochs, straight.epochs):
         assert {k: v for k, v in a.items() if k != "time_s"} == {k: v for k, v in b.items() if k != "time_s"}
-    assert resumed["tensors"] == straight["tensors"] and resumed["packed_bytes"] == straight["packed_bytes"]
+    assert resumed.tensors == straight.tensors and resumed.packed_bytes == straight.packed_bytes
     a = frx.unpack(tmp_path / "killed" / "run" / "model.float32.frx")
     b = frx.unpack(tmp_path / "straight" / "run" / "model.float32.frx")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -61,7 +61,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 def test_resume_without_checkpoint_starts_afresh(tmp_path):
     r = run(compose(["experiment=demo", "scale=smoke", "trainer.resume=true", f"run.dir={tmp_path / 'run'}",
                      f"run.records_dir={tmp_path / 'records'}"]))
-    assert [e["epoch"] for e in r["epochs"]] == [1, 2]
+    assert [e["epoch"] for e in r.epochs] == [1, 2]
 
 
 class InjectedCrash(Exception):
@@ -87,7 +87,7 @@ def test_resume_after_crash(tmp_path, monkeypatch, extra):
     assert checkpoint.load(tmp_path / "crashed" / "run" / checkpoint.FILENAME)["epoch"] == 2
     resumed = run(compose(overrides(tmp_path, "crashed", *extra, "trainer.resume=true", args=SHORT)))
     straight = run(compose(overrides(tmp_path, "straight", *extra, args=SHORT)))
-    assert resumed["metric"] == straight["metric"] and resumed["tensors"] == straight["tensors"]
-    assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in straight["epochs"]]
+    assert resumed.metric == straight.metric and resumed.tensors == straight.tensors
+    assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in straight.epochs]
     if "prune=magnitude" in extra:
-        assert resumed["method"] == "prune" and resumed["counts"]["kept_weights"] == 776
+        assert resumed.method == "prune" and resumed.counts["kept_weights"] == 776

@@ -41,27 +41,27 @@ def go(tmp, *args):
 @pytest.mark.parametrize("experiment", ["table1/lenet5_v1", "table1/lenet300_v2", "table1/lenet5_ref"])
 def test_table1_rows(tmp_path, mnist_root, experiment):
     r = go(tmp_path, f"experiment={experiment}", *data_overrides(mnist_root, []))
-    assert r["table"] == 1 and r["row"].startswith("LeNet") and r["metric"]["name"] == "top1"
-    assert r["dataset"] == ("mnist" if mnist_root else "mnist5k")
+    assert r.table == 1 and r.row.startswith("LeNet") and r.metric["name"] == "top1"
+    assert r.dataset == ("mnist" if mnist_root else "mnist5k")
     assert (tmp_path / "records" / (experiment + ("" if mnist_root else "__dataset=mnist5k")
                                     + "__smoke__seed0.json")).exists()
 
 
 def test_pruning_baseline_keeps_the_fr_budget(tmp_path):
     r = go(tmp_path, "experiment=table1/lenet5_v2_prune", "dataset=mnist5k", "trainer.epochs=2")
-    assert r["method"] == "prune" and r["variant"] == "-"
-    assert [t["kept"] for t in r["tensors"]] == [128, 128, 264, 256]  # FR's final mask, tensor by tensor
-    assert r["counts"]["kept_weights"] == 776 and r["epochs"][-1]["kept"] == 776
+    assert r.method == "prune" and r.linear_view is None
+    assert [t["kept"] for t in r.tensors] == [128, 128, 264, 256]  # FR's final mask, tensor by tensor
+    assert r.counts["kept_weights"] == 776 and r.epochs[-1]["kept"] == 776
 
 
 def test_segmentation_unet_on_synthetic_carvana(tmp_path):
     r = go(tmp_path, "experiment=table3/unet_v1", "dataset=carvana_synthetic", "dataset.resize=[32,48]",
            f"dataset.root={tmp_path / 'data'}", "model.kwargs.base=4", "dataset.synthetic.cars=6",
            "dataset.synthetic.height=64", "dataset.synthetic.width=96", "trainer.batch_size=2")
-    assert r["task"] == "segmentation" and r["metric"]["name"] == "dice" and r["metric"]["higher_is_better"]
-    assert 0.0 <= r["metric"]["value"] <= 1.0
-    assert all(t["kind"] == "conv" for t in r["tensors"]) and len(r["tensors"]) == 23  # the UNet's 23 conv weights
-    png = tmp_path / "records" / "table3" / r["metric_extra"]["samples"][0]
+    assert r.task == "segmentation" and r.metric["name"] == "dice" and r.metric["higher_is_better"]
+    assert 0.0 <= r.metric["value"] <= 1.0
+    assert all(t["kind"] == "conv" for t in r.tensors) and len(r.tensors) == 23  # the UNet's 23 conv weights
+    png = tmp_path / "records" / "table3" / r.metric_extra["samples"][0]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,15 +72,15 @@ def test_segmentation_unet_on_synthetic_carvana(tmp_path):
 ])
 def test_generative_rows_score_fid_with_frx_features(tmp_path, mnist_root, experiment, substitute, small):
     r = go(tmp_path, f"experiment={experiment}", *data_overrides(mnist_root, substitute), *small)
-    m = r["metric"]
+    m = r.metric
     assert m["name"] == "fid" and m["higher_is_better"] is False
     assert all(v >= 0 and v == v for v in (m["value"], m["value_fp16"], m["value_live"]))
-    extra = r["metric_extra"]
+    extra = r.metric_extra
     assert extra["fid_feature_extractor"] == fid.NAME and Path(extra["fid_extractor_file"]).exists()
     assert Path(extra["fid_extractor_file"]).parent == tmp_path / "cache"
     png = tmp_path / "records" / "table4" / extra["samples"][0]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert r["method"] == "fr" and r["counts"]["kept_weights"] < r["counts"]["dense_weights"]
+    assert r.method == "fr" and r.counts["kept_weights"] < r.counts["dense_weights"]
 
 
 def test_fid_extractor_is_trained_once_and_cached(tmp_path):
@@ -107,8 +107,8 @@ def test_fid_extractor_is_trained_once_and_cached(tmp_path):
 
 
 SHARED_CIFAR = SHARED_DATA / "cifar10" / "cifar10-subset.npz"
-ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "conf" / "experiment").with_suffix("")
-             .as_posix() for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").rglob("*.yaml"))
+ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").with_suffix("")
+             .as_posix() for p in (Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").rglob("*.yaml"))
 
 
 @pytest.mark.slow
@@ -132,5 +132,5 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path, mnist_root, experiment):
                  "dataset.synthetic.cars=6", "dataset.synthetic.height=64", "dataset.synthetic.width=96",
                  "trainer.batch_size=2"]
     r = go(tmp_path, f"experiment={experiment}", *extra)
-    assert r["experiment"] == experiment and r["scale"] == "smoke"
-    assert json.loads(json.dumps(r)) == r
+    assert r.experiment == experiment and r.scale == "smoke"
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()

@@ -1,7 +1,7 @@
 """Data sets: ``load(dataset_cfg) -> Splits(train, val, info)``, ``batches(...)``,
 ``names()``, ``check_compatible(model_cfg, dataset_cfg)``.
 
-A dataset config (conf/dataset/<name>.yaml) names its loader in ``source``
+A dataset config (frx/conf/dataset/<name>.yaml) names its loader in ``source``
 (one of ``names()``) and sets ``root``, ``resize`` (H, W), ``normalize``,
 ``limit_train`` / ``limit_val`` and loader options.
 """
@@ -51,11 +51,11 @@ def check_compatible(model_cfg, dataset_cfg) -> None:
     """Raise ValueError listing every mismatch between a model and a data set config
     (task, channels, input size, classes, input scaling). Missing model keys are
     taken from the model registry's spec."""
-    from .. import models
+    from .. import models, tasks
 
     m, d = _cfg(model_cfg), _cfg(dataset_cfg)
     try:
-        spec = models.spec(m.name)
+        spec = models.spec_from_config(m)
         defaults = {k: getattr(spec, k) for k in ("task", "in_channels", "input_size", "num_classes",
                                                    "min_input_size", "size_multiple", "normalize")}
     except ValueError:
@@ -64,8 +64,7 @@ def check_compatible(model_cfg, dataset_cfg) -> None:
     mname, dname = m.get("name", "?"), d.get("name", source_of(d))
     task, dtask = get("task"), d.get("task", "classification")
     errors = []
-    wanted = {"classification": "classification", "segmentation": "segmentation",
-              "gan": "classification", "vae": "classification"}.get(task)
+    wanted = tasks.get(task).data_task if task in tasks.names() else None
     if wanted is None:
         errors.append(f"model {mname} has unknown task {task!r}")
     elif dtask != wanted:

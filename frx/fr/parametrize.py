@@ -26,6 +26,7 @@ from .schedule import TailDropout
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 INITS = ("dct", "normal")
 LINEAR_VIEWS = ("flat", "auto")
+MIN_KEPT = {"conv": 128, "linear": 256}  # the paper's per-tensor floors, the default of `regularize`
 
 
 def kind_of(module: nn.Module) -> str | None:
@@ -241,7 +242,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
     """
     schedule = TailDropout(epsilon, gamma, unit)
-    min_kept = {"conv": 128, "linear": 256} if min_kept is None else dict(min_kept)
+    min_kept = dict(MIN_KEPT if min_kept is None else min_kept)
     unknown = set(min_kept) - set(KINDS)
     if unknown:
         raise ValueError(f"min_kept keys must be among {KINDS}, got {sorted(unknown)}")

@@ -3,6 +3,7 @@ filters: 3,574,656 (generator) + 2,763,520 (discriminator) = 6,338,176 parameter
 """
 import torch
 from torch import nn
+from .registry import ModelSpec, register
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -48,6 +49,8 @@ class Discriminator(nn.Module):
         return self.main(x).flatten()
 
 
+@register(ModelSpec("gan", "gan", 1, (64, 64), None, normalize="symmetric", params=6_338_176,
+                   description="DCGAN, nz=100, 64 base filters"))
 class GAN(nn.Module):
     """Holds ``generator`` and ``discriminator``; ``forward(z)`` generates images."""
 

@@ -2,8 +2,11 @@
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .registry import ModelSpec, register
 
 
+@register(ModelSpec("lenet300", "classification", 1, (28, 28), 10, params=266_610,
+                   description="MLP 784-300-100-10"))
 class LeNet300(nn.Module):
     """MLP 784-300-100-10 (266,610 parameters). Accepts (N, 1, 28, 28) or (N, 784)."""
 
@@ -20,6 +23,8 @@ class LeNet300(nn.Module):
         return self.fc3(x)
 
 
+@register(ModelSpec("lenet5", "classification", 1, (28, 28), 10, params=431_080,
+                   description="Caffe LeNet-5 (conv 20, conv 50, fc 800-500-10)"))
 class LeNet5(nn.Module):
     """Caffe LeNet-5: conv 20@5x5, max-pool, conv 50@5x5, max-pool, fc 800-500, 500-10
     (431,080 parameters for 1x28x28 inputs). ReLU follows each conv and fc1.

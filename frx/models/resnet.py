@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .registry import ModelSpec, register
 
 
 class BasicBlock(nn.Module):
@@ -50,5 +51,7 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(out, 1))
 
 
+@register(ModelSpec("resnet18", "classification", 3, (32, 32), 10, params=11_173_962,
+                   description="CIFAR ResNet-18"))
 def resnet18(in_channels: int = 3, num_classes: int = 10) -> ResNet:
     return ResNet((2, 2, 2, 2), in_channels=in_channels, num_classes=num_classes)

@@ -6,6 +6,7 @@ Any input size works: skip connections are padded when a size is odd.
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .registry import ModelSpec, register
 
 
 class DoubleConv(nn.Module):
@@ -43,6 +44,8 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+@register(ModelSpec("unet", "segmentation", 3, None, 2, min_input_size=16, params=31_043_586,
+                   description="classic UNet with BN and transposed-conv upsampling"))
 class UNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 2, base: int = 64):
         super().__init__()

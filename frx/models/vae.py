@@ -7,8 +7,11 @@ reports; with the 2,424 biases it has 973,624 parameters.
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .registry import ModelSpec, register
 
 
+@register(ModelSpec("vae", "vae", 1, (28, 28), None, normalize="unit", params=971_200, params_weights_only=True,
+                   description="fully connected VAE 784-400-400-20"))
 class VAE(nn.Module):
     """``forward(x)`` takes (N, 1, 28, 28) or (N, 784) images in [0, 1] and returns
     ``(recon_logits (N, 784), mu (N, 20), logvar (N, 20))``; use

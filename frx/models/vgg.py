@@ -7,6 +7,8 @@ The paper's "VGG16" (20,040,522 parameters, and its per-layer table) is the
 import torch
 from torch import nn
 
+from .registry import ModelSpec, register
+
 CONFIGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -35,3 +37,15 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
+
+
+@register(ModelSpec("vgg16", "classification", 3, (32, 32), 10, arch="vgg19-config", params=20_040_522,
+                    description="the paper's 'VGG16': CIFAR VGG with the 19-layer configuration"))
+def vgg16(**kwargs) -> VGG:
+    return VGG(**{"config": "vgg19", **kwargs})
+
+
+@register(ModelSpec("vgg16_true", "classification", 3, (32, 32), 10, arch="vgg16-config", params=14_728_266,
+                    description="CIFAR VGG with the true 16-layer configuration"))
+def vgg16_true(**kwargs) -> VGG:
+    return VGG(**{"config": "vgg16", **kwargs})

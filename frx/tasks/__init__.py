@@ -3,7 +3,7 @@
 The training loop in `frx.train` is the same for every task; a task supplies
 
 - `optimizers(model)`: the optimizers (one, or one per network for a GAN),
-- `train_step(model, batch)`: one optimization step on a batch, returns the losses,
+- `train_step(model, batch, optimizers)`: one optimization step on a batch, returns the losses,
 - `evaluate(model, split)`: the task's metric on a data split (a float),
 - `metric`, `higher_is_better`, `metric_extra()`: how the metric reads,
 - `sample_input()`: a small input batch (for `fr.linear_view=auto`),
@@ -11,18 +11,20 @@ The training loop in `frx.train` is the same for every task; a task supplies
 
 Metrics: classification "top1" (fraction), segmentation "dice" (fraction),
 gan/vae "fid" (lower is better).
+
+A task is a `Task` subclass in its own module here, registered by name with `@register`;
+every module of this package is imported below, so nothing else lists the tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
-
-TASKS = ("classification", "segmentation", "gan", "vae")
-
 
 class Task:
     """Base class: a single optimizer over all parameters, AMP and gradient clipping."""
@@ -30,6 +32,7 @@ class Task:
     name = ""
     metric = ""
     higher_is_better = True
+    data_task = "classification"  # the `task` of the data sets it trains on (labelled images for gan / vae too)
 
     def __init__(self, cfg: Any, splits: Any, device: torch.device, batches: Callable[..., Iterable]):
         """cfg: the run's config; splits: `frx.data.Splits` (train, val); batches: the data
@@ -118,15 +121,30 @@ def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
     raise ValueError(f"trainer.optimizer.name must be adam, adamw or sgd, got {ocfg.name!r}")
 
 
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: the task `cls.name` is built by `cls`."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"task {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Task]:
+    if name not in _REGISTRY:
+        raise ValueError(f"task must be one of {', '.join(names())}; got {name!r}")
+    return _REGISTRY[name]
+
+
 def build(name: str, cfg: Any, splits: Any, device: torch.device, batches: Callable[..., Iterable]) -> Task:
-    if name == "classification":
-        from .classification import Classification as cls
-    elif name == "segmentation":
-        from .segmentation import Segmentation as cls
-    elif name == "gan":
-        from .gan import GANTask as cls
-    elif name == "vae":
-        from .vae import VAETask as cls
-    else:
-        raise ValueError(f"task must be one of {TASKS}, got {name!r}")
-    return cls(cfg, splits, device, batches)
+    return get(name)(cfg, splits, device, batches)
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from . import Task
+from . import Task, register
 
 
+@register
 class Classification(Task):
     name = "classification"
     metric = "top1"

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import make_optimizer
+from . import make_optimizer, register
 from .generative import Generative
 
 
+@register
 class GANTask(Generative):
     name = "gan"
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.segmentation import DiceScore
 
-from . import Task
+from . import Task, register
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -24,8 +24,10 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> 
     return 1 - ((2 * inter + eps) / (total + eps)).mean()
 
 
+@register
 class Segmentation(Task):
     name = "segmentation"
+    data_task = "segmentation"
     metric = "dice"
     higher_is_better = True
 

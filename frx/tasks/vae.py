@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import register
 from .generative import Generative
 
 
+@register
 class VAETask(Generative):
     name = "vae"
 

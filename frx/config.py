@@ -1,0 +1,219 @@
+"""The config schema: each default once (the dataclasses, registered in Hydra's ConfigStore as the
+`fr/default`, `trainer/default`, `prune/none`, `scale/full` and `run/default` options), and the
+validation of every frx-owned key before any work, with the method's own lists of choices."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from hydra import compose as hydra_compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from . import models, tasks
+from .fr.mask import KINDS
+from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
+from .fr.schedule import UNITS
+from .prune import SCHEDULES
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+class UserError(Exception):
+    """A problem with the configuration or the data that the user can fix; shown without a traceback."""
+
+
+@dataclass
+class FRConf:
+    """Frequency regularization (frx.regularize). The paper's setting: gamma 0.01, floors 128 per conv
+    tensor and 256 per linear tensor; epsilon 0.01 ("v1") or 0.001 ("v2")."""
+    enabled: bool = True
+    epsilon: float = 0.001  # floor of the kept ratio beta, in (0, 1]
+    gamma: float = 0.01  # tail-dropout speed: beta <- beta - gamma * (beta - epsilon), in (0, 1]
+    # advance beta once per optimizer step ("step", the authors' code) or per epoch (the paper's text)
+    unit: str = "step"
+    min_kept: Dict[str, int] = field(default_factory=lambda: dict(MIN_KEPT))  # per-tensor floor on kept coefficients
+    # dct: T = DCT(W_init), lossless at beta=1 | normal: T ~ N(0, 0.1) as the authors did
+    init: str = "dct"
+    include: Optional[List[str]] = None  # module-name globs or layer type names to regularize (None = every Conv/Linear)
+    exclude: Optional[List[str]] = None
+    dims: Optional[List[int]] = None  # transformed dims of each tensor (None = all)
+    # flat: (out, in) as the paper | auto: (out, C, H, W) for a linear reading a flattened map
+    linear_view: str = "flat"
+
+
+@dataclass
+class OptimizerConf:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
+
+
+@dataclass
+class SchedulerConf:
+    name: str = "cosine"  # cosine (per step, to min_lr at the last step) | none
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConf:
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 500
+    max_steps_per_epoch: Optional[int] = None  # cap on optimizer steps per epoch (smoke runs)
+    optimizer: OptimizerConf = field(default_factory=OptimizerConf)
+    scheduler: SchedulerConf = field(default_factory=SchedulerConf)
+    grad_clip: Optional[float] = None  # max global grad norm, None = off
+    eval_every: int = 1  # validate every n epochs (0 = only after the last epoch)
+    device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, mps
+    amp: bool = False  # float16 autocast + GradScaler on a CUDA device (ignored on cpu)
+    compile: bool = False  # torch.compile the training forward
+    deterministic: bool = True  # torch.use_deterministic_algorithms (warn only) and fixed seeds
+    threads: Optional[int] = None  # torch.set_num_threads; None = torch's default
+    resume: bool = False  # continue from <run.dir>/checkpoint.pt
+    checkpoint: bool = True  # save a checkpoint after every epoch
+    progress: bool = True  # tqdm bar per epoch
+
+
+@dataclass
+class PruneConf:
+    """Magnitude pruning baseline (frx.prune), off by default. The budget per tensor equals FR's final
+    mask, final_kept(numel, epsilon, min_kept[kind]); use it with fr.enabled=false (prune=magnitude)."""
+    enabled: bool = False
+    epsilon: float = "${fr.epsilon}"  # type: ignore[assignment]  (interpolations, resolved by OmegaConf)
+    min_kept: Dict[str, int] = "${fr.min_kept}"  # type: ignore[assignment]
+    include: Optional[List[str]] = "${fr.include}"  # type: ignore[assignment]
+    exclude: Optional[List[str]] = "${fr.exclude}"  # type: ignore[assignment]
+    steps: Optional[int] = None  # pruning epochs from dense to the budget; None = half of trainer.epochs (at least 1)
+    schedule: str = "cubic"  # cubic (Zhu & Gupta) | geometric
+
+
+@dataclass
+class ScaleConf:
+    """The real run: all data, the experiment's epochs (scale=smoke shrinks everything)."""
+    name: str = "full"
+    fid_samples: int = 10000  # generated and real images for FID (gan, vae)
+    fid_extractor_epochs: int = 3  # training of the FID feature network (once per data set, cached)
+
+
+@dataclass
+class RunConf:
+    name: Optional[str] = None  # None = the experiment config name, or adhoc/<model>-<dataset> without one
+    tag: Optional[str] = None  # tells runs of one experiment apart; None = made from the command-line overrides
+    table: Optional[int] = None  # paper table (1-4) reproduced, set by experiment files
+    row: Optional[str] = None  # paper row label, e.g. "LeNet5-v2"
+    # checkpoints, packed models, samples and Hydra's logs; stable so that trainer.resume=true finds it
+    dir: str = "outputs/${frx_stem:}"
+    records_dir: str = "results/runs"  # the record goes to <records_dir>/<name>[__tag][__scale]__seed<seed>.json
+    overwrite: bool = False  # a finished run (its record exists) is refused unless true
+    keep_packed_max_bytes: int = 65536  # copy the float16 .frx next to the record when it is this small
+    cache_dir: str = "${oc.env:FRX_CACHE_DIR,${dataset.root}/cache}"  # FID feature networks (one per data set)
+
+
+SCHEMAS = {"fr": FRConf, "trainer": TrainerConf, "prune": PruneConf, "scale": ScaleConf, "run": RunConf}
+OPTIONS = {"fr": "default", "trainer": "default", "prune": "none", "scale": "full", "run": "default"}
+TOP = {"model", "dataset", "seed", "task", *SCHEMAS}
+
+_store = ConfigStore.instance()
+for _group, _schema in SCHEMAS.items():
+    # stored as plain dicts, so that bad keys and values reach `validate` and get its messages
+    _store.store(group=_group, name=OPTIONS[_group], node=OmegaConf.to_container(OmegaConf.structured(_schema)))
+
+
+def compose(overrides: list[str] | None = None, config_dir: str | Path | None = None) -> DictConfig:
+    """The config `frx-train <overrides>` would run (Hydra's compose API), hydra node included."""
+    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
+
+
+def _unknown_keys(node: Any, schema: type, path: str) -> list[str]:
+    hints = typing.get_type_hints(schema)
+    bad = []
+    for key in node:
+        if key not in hints:
+            bad.append(f"{path}.{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(node.get(key), DictConfig):
+            bad += _unknown_keys(node.get(key), hints[key], f"{path}.{key}")
+    return bad
+
+
+def _typed_groups(cfg: DictConfig) -> DictConfig:
+    """The config with each frx group merged onto its schema (unknown keys and bad types refused)."""
+    unknown = sorted(set(cfg.keys()) - TOP - {"hydra"})
+    if unknown:
+        raise UserError(f"unknown config keys: {', '.join(unknown)} (top-level keys are {', '.join(sorted(TOP))})")
+    for key in ("model", "dataset"):
+        if not isinstance(cfg.get(key), DictConfig):
+            raise UserError(f"config has no {key} group: choose one, e.g. {key}=...")
+    out = cfg.copy()
+    for group, schema in SCHEMAS.items():
+        node = cfg.get(group)
+        if node is None:
+            raise UserError(f"config has no {group} group")
+        bad = _unknown_keys(node, schema, group)
+        if bad:
+            raise UserError(f"unknown config keys: {', '.join(bad)}")
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(schema),
+                                    OmegaConf.to_container(node, resolve=True))
+        except OmegaConfBaseException as e:
+            key = str(getattr(e, "full_key", "") or "")
+            where = key if key.startswith(group + ".") else f"{group}.{key}" if key else group
+            raise UserError(f"bad value for {where}: {str(e).splitlines()[0]}") from None
+        out[group] = OmegaConf.to_container(typed, resolve=True)
+    return out
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check every frx-owned key and value; raise UserError with a clear message.
+
+    Returns the config with the typed groups merged onto their schemas."""
+    out = _typed_groups(cfg)
+    fr, tr, pr, sc = out.fr, out.trainer, out.prune, out.scale
+    for name, v in (("fr.epsilon", fr.epsilon), ("fr.gamma", fr.gamma), ("prune.epsilon", pr.epsilon)):
+        _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
+    choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS), "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
+               "trainer.optimizer.name": (tr.optimizer.name, ("adam", "adamw", "sgd")),
+               "trainer.scheduler.name": (tr.scheduler.name, ("cosine", "none")),
+               "prune.schedule": (pr.schedule, SCHEDULES), "task": (task_name(out), tuple(tasks.names()))}
+    for name, (value, allowed) in choices.items():
+        _check(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    for name, mk in (("fr.min_kept", fr.min_kept), ("prune.min_kept", pr.min_kept)):
+        bad = set(mk) - set(KINDS)
+        _check(not bad, f"{name} keys must be {' and/or '.join(KINDS)}, got {', '.join(sorted(bad))}")
+        _check(all(v >= 1 for v in mk.values()), f"{name} values must be >= 1, got {dict(mk)}")
+    positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size,
+                "trainer.eval_batch_size": tr.eval_batch_size, "scale.fid_extractor_epochs": sc.fid_extractor_epochs,
+                "trainer.max_steps_per_epoch": tr.max_steps_per_epoch, "prune.steps": pr.steps}
+    for name, value in positive.items():
+        _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
+    _check(sc.fid_samples >= 2, "scale.fid_samples must be >= 2")
+    _check(tr.optimizer.lr > 0, f"trainer.optimizer.lr must be > 0, got {tr.optimizer.lr}")
+    _check(tr.eval_every >= 0, f"trainer.eval_every must be >= 0, got {tr.eval_every}")
+    _check(not (fr.enabled and pr.enabled), "fr.enabled and prune.enabled are both true: magnitude pruning is the "
+           "baseline for a plain network; use fr=none (or fr.enabled=false) with prune=magnitude")
+    _check(bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", tr.device)),
+           f"trainer.device must be auto, cpu, mps, cuda or cuda:N; got {tr.device!r}")
+    _check(not (tr.device.startswith("cuda") and not torch.cuda.is_available()),
+           f"trainer.device={tr.device} but no CUDA device is available (use trainer.device=auto)")
+    _check(out.run.table in (None, 1, 2, 3, 4), f"run.table must be 1-4 or null, got {out.run.table}")
+    return out
+
+
+def task_name(cfg: DictConfig) -> str:
+    """config `task`, else the task the model is built for (its registered spec)."""
+    return str(cfg.get("task") or models.spec(cfg.model.name).task)

@@ -1,0 +1,192 @@
+"""The training loop of one run: seeding and device, the FR or pruning schedule, optimizers and LR
+schedules, epochs with evaluation, a checkpoint after each epoch, and resuming from it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import UserError
+from .fr import regularize
+from .prune import MagnitudePruner, budget_from_fr, weight_tensors
+
+log = logging.getLogger("frx.train")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def method_of(cfg: DictConfig) -> str:
+    return "fr" if cfg.fr.enabled else ("prune" if cfg.prune.enabled else "plain")
+
+
+def attach_fr(cfg: DictConfig, model: nn.Module, task: Any):
+    """frx.regularize with the run's fr settings (before the model moves to its device); None without FR."""
+    if method_of(cfg) != "fr":
+        return None
+    f = cfg.fr
+    sample = task.sample_input().cpu() if f.linear_view == "auto" else None
+    return regularize(model, epsilon=f.epsilon, gamma=f.gamma, unit=f.unit, min_kept=dict(f.min_kept), init=f.init,
+                      include=f.include, exclude=f.exclude, dims=f.dims, linear_view=f.linear_view,
+                      sample_input=sample, generator=torch.Generator().manual_seed(int(cfg.seed)))
+
+
+def attach_pruner(cfg: DictConfig, model: nn.Module) -> Optional[MagnitudePruner]:
+    """The magnitude pruner at FR's budget (after the model moved to its device); None without pruning."""
+    if method_of(cfg) != "prune":
+        return None
+    p, epochs = cfg.prune, cfg.trainer.epochs
+    budget = budget_from_fr(model, p.epsilon, dict(p.min_kept), p.include, p.exclude)
+    steps = p.steps or max(1, epochs // 2)
+    # the last pruning step comes at the end of an epoch: leave at least one epoch to retrain after it
+    return MagnitudePruner(model, budget, steps=max(1, min(steps, epochs - 1)), schedule=p.schedule)
+
+
+def steps_per_epoch(n: int, batch_size: int, cap: Optional[int]) -> int:
+    steps = max(1, math.ceil(n / batch_size))
+    return min(steps, cap) if cap else steps
+
+
+class Loop:
+    """The epochs of one run. `handle` is FR's (or None), `pruner` the pruning schedule (or None)."""
+
+    def __init__(self, cfg: DictConfig, model: nn.Module, task: Any, splits: Any, handle, pruner, stem: str,
+                 run_dir: Path):
+        self.cfg, self.tr, self.model, self.task, self.splits = cfg, cfg.trainer, model, task, splits
+        self.handle, self.pruner, self.stem = handle, pruner, stem
+        self.optimizers = task.optimizers(model)
+        self.steps = steps_per_epoch(len(splits.train), self.tr.batch_size, self.tr.max_steps_per_epoch)
+        total = self.steps * self.tr.epochs
+        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total, eta_min=self.tr.scheduler.min_lr)
+                           for o in self.optimizers] if self.tr.scheduler.name == "cosine" else []
+        self.train_model = torch.compile(model) if self.tr.compile else model
+        self.gen = torch.Generator().manual_seed(int(cfg.seed))  # data order
+        self.ckpt_path = run_dir / ckpt.FILENAME
+        self.epoch, self.log, self.elapsed_before = 0, [], 0.0
+
+    def kept(self) -> int:
+        if self.handle is not None:
+            return self.handle.kept()
+        if self.pruner is not None:
+            return sum(self.pruner.kept().values())
+        return sum(m.weight.numel() for _, _, m in weight_tensors(self.model))
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from the run folder's checkpoint when trainer.resume is set (else only warn of one)."""
+        path = self.ckpt_path
+        if not path.exists():
+            return
+        if not self.tr.resume:
+            log.warning("%s exists from an unfinished run; starting afresh (trainer.resume=true continues it)", path)
+            return
+        state = ckpt.load(path)
+        if state.get("stem") != self.stem:
+            raise UserError(f"{path} belongs to run {state.get('stem')!r}, not {self.stem!r}")
+        if self.pruner is not None:
+            _restore_prune_masks(self.pruner, state["model"])
+            self.pruner.load_state_dict(state["pruner"])
+        self.model.load_state_dict(state["model"])
+        if self.handle is not None:
+            self.handle.load_state_dict(state["fr"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for s, st in zip(self.schedulers, state["schedulers"]):
+            s.load_state_dict(st)
+        self.task.load_state_dict(state["task"])
+        ckpt.set_rng_state(state["rng"], self.gen)
+        self.epoch, self.log = int(state["epoch"]), list(state["epochs"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        log.info("resuming %s after epoch %d from %s", self.stem, self.epoch, path)
+
+    def save(self, elapsed: float) -> None:
+        ckpt.save(self.ckpt_path, {
+            "stem": self.stem, "epoch": self.epoch, "epochs": self.log, "model": self.model.state_dict(),
+            "fr": self.handle.state_dict() if self.handle is not None else None,
+            "pruner": self.pruner.state_dict() if self.pruner is not None else None,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers], "task": self.task.state_dict(),
+            "rng": ckpt.rng_state(self.gen), "elapsed": elapsed})
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train the remaining epochs, a checkpoint after each."""
+        session_start = time.time()
+        while self.epoch < self.tr.epochs:
+            self.log.append(self.train_epoch())
+            self.epoch += 1
+            if self.tr.checkpoint:
+                self.save(self.elapsed_before + time.time() - session_start)
+
+    def train_epoch(self) -> dict:
+        """One epoch of optimizer steps, the schedules' epoch ends and (when due) evaluation; its log entry."""
+        t0, epoch, epochs = time.time(), self.epoch + 1, self.tr.epochs
+        self.model.train()
+        losses: list[float] = []
+        bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
+                   disable=None if self.tr.progress else True)  # None: only on a terminal
+        for i, batch in enumerate(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True,
+                                                    generator=self.gen)):
+            if i >= self.steps:
+                break
+            out = self.task.train_step(self.train_model, batch, self.optimizers)
+            for s in self.schedulers:
+                s.step()
+            if self.handle is not None:
+                self.handle.step()
+            losses.append(out["loss"])
+            if not math.isfinite(out["loss"]):
+                raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
+            bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{self.kept():,}"}, refresh=False)
+            bar.update()
+        bar.close()
+        if self.handle is not None:
+            self.handle.epoch_end()
+        if self.pruner is not None and not self.pruner.done:
+            self.pruner.step()
+        due = self.tr.eval_every and epoch % self.tr.eval_every == 0
+        val = self.task.evaluate(self.model, self.splits.val) if due or epoch == epochs else None
+        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val_metric": val,
+                 "kept": self.kept(), "beta": self.handle.beta if self.handle is not None else None,
+                 "lr": self.optimizers[0].param_groups[0]["lr"], "time_s": round(time.time() - t0, 3)}
+        log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
+                 f"{self.task.metric} {val:.4f}  " if val is not None else "", f"{entry['kept']:,}", entry["time_s"])
+        return entry
+
+
+def _restore_prune_masks(pruner: MagnitudePruner, state: dict) -> None:
+    """Re-create the pruning masks saved in a checkpoint so that its state_dict loads."""
+    for name, (module, param, _, _) in pruner.targets.items():
+        mask = state.get(f"{name}_mask")
+        if mask is not None and not hasattr(module, f"{param}_mask"):
+            torch_prune.custom_from_mask(module, param, mask.to(getattr(module, param).device))
