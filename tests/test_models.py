@@ -12,7 +12,7 @@ CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "model")
 
 # Paper Table "ref" counts: sum of p.numel() over all parameters (VAE: weights only).
 COUNTS = {"lenet300": 266_610, "lenet5": 431_080, "alexnet": 57_044_810, "vgg16": 20_040_522,
-          "resnet18": 11_173_962, "unet": 31_043_586, "gan": 6_338_176, "vae": 971_200,
+          "resnet18": 11_173_962, "unet": 31_043_586, "unet_frereg": 31_024_960, "gan": 6_338_176, "vae": 971_200,
           "vgg16_true": 14_728_266}
 
 

@@ -2,6 +2,7 @@
 
 from .codec import CorruptFile, pack, unpack, unpack_meta
 from .dct import dct_matrix, dctn, idctn, idctn_corner
+from .kept import get_k, set_k
 from .mask import boundary, corner_bound, corner_mask, corner_shape, final_kept, full_mask, kept_order, ratio_to_k
 from .parametrize import FR, FrequencyWeight, export, find_linear_views, fr_tensors, kind_of, regularize, summary
 from .schedule import TailDropout
@@ -11,4 +12,5 @@ __all__ = [
     "corner_shape", "dct_matrix", "dctn", "export", "final_kept", "find_linear_views", "fr_tensors",
     "full_mask", "idctn", "idctn_corner", "kept_order", "kind_of", "pack", "ratio_to_k", "regularize",
     "summary", "unpack", "unpack_meta",
+    "get_k", "set_k",
 ]

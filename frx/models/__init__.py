@@ -62,6 +62,7 @@ register(ModelSpec("resnet18", "classification", 3, (32, 32), 10,
                    description="CIFAR ResNet-18"), resnet18)
 register(ModelSpec("unet", "segmentation", 3, None, 2, min_input_size=16,
                    description="classic UNet with BN and transposed-conv upsampling"), UNet)
+register(ModelSpec("unet_frereg", "segmentation", 3, None, 2, min_input_size=16, description="the FR authors' released UNet: no biases, batch-statistics BN"), UNet.frereg)
 register(ModelSpec("smp_unet", "segmentation", 3, None, 2, min_input_size=32, size_multiple=32,
                    description="segmentation-models-pytorch Unet (random init); "
                                "height and width must be multiples of 32"), smp_unet)
