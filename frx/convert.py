@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import models
-from .fr import FR, corner_mask, corner_shape, pack, regularize, set_k
+from .fr import FR, corner_mask, kind_of, pack, regularize, set_k
 from .fr.codec import DTYPES
 
 MODEL = "unet_frereg"
@@ -96,33 +96,40 @@ def check_positions(name: str, t: torch.Tensor) -> int:
     return k
 
 
+def check_frereg(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], src="checkpoint"
+                 ) -> dict[str, tuple[torch.Tensor, int]]:
+    """{frx weight name: (dense coefficients, k)}: the authors' tensors checked against the FR weights' shapes."""
+    theirs = {ours: key for key, ours in FREREG_NAMES.items()}
+    frx_name = {theirs.get(name, name): name for name in shapes}  # the authors' key -> frx weight name
+    missing, extra = sorted(set(frx_name) - set(state)), sorted(set(state) - set(frx_name))
+    if missing or extra:
+        what = "; ".join(s for s in (f"missing {', '.join(missing)}" if missing else "",
+                                     f"unexpected {', '.join(extra)}" if extra else "") if s)
+        raise ConvertError(f"{src}: not the authors' UNet checkpoint ({what})")
+    out = {}
+    for key, name in frx_name.items():
+        t = state[key]
+        if tuple(t.shape) != shapes[name]:
+            raise ConvertError(f"{key}: shape {tuple(t.shape)}, {MODEL} expects {shapes[name]}")
+        k = check_positions(key, t)
+        out[name] = (t.to_dense().float(), k)
+    return out
+
+
 def from_frereg(src) -> tuple[nn.Module, FR]:
     """(unet_frereg with FR applied and the authors' coefficients and k, in eval mode; its FR handle).
 
     Each k is set with `frx.fr.set_k`: the model is for evaluation and packing. Training it
     further under `fr` would let the schedule set every k again (from beta = 1)."""
-    src_name = str(src)
     state = read_frereg(src)
     model = models.build(MODEL)
+    shapes = {f"{n}.weight": tuple(m.weight.shape) for n, m in model.named_modules() if kind_of(m)}
+    coefficients = check_frereg(state, shapes, src)  # every check before the slow part
     fr = regularize(model)
-    params = {name: module.parametrizations.weight for name, module, _ in fr.tensors}
-    mapped = {FREREG_NAMES.get(key, key): key for key in state}
-    missing = sorted(set(params) - set(mapped))
-    extra = sorted(set(mapped) - set(params))
-    if missing or extra:
-        what = "; ".join(s for s in (f"missing {', '.join(missing)}" if missing else "",
-                                     f"unexpected {', '.join(mapped[e] for e in extra)}" if extra else "") if s)
-        raise ConvertError(f"{src_name}: not the authors' UNet checkpoint ({what})")
-    ks = {}
-    for name, key in mapped.items():
-        t = state[key]
-        target = params[name].original
-        if tuple(t.shape) != tuple(target.shape):
-            raise ConvertError(f"{key}: shape {tuple(t.shape)}, {MODEL} expects {tuple(target.shape)}")
-        ks[name] = check_positions(key, t)
-        with torch.no_grad():
-            target.copy_(t.to_dense().to(target.dtype))
-    set_k(model, ks)
+    with torch.no_grad():
+        for name, module, _ in fr.tensors:
+            module.parametrizations.weight.original.copy_(coefficients[name][0])
+    set_k(model, {name: k for name, (_, k) in coefficients.items()})
     return model.eval(), fr
 
 
