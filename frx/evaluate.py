@@ -126,7 +126,7 @@ def _config_eval(path: Path, overrides: list[str], model_name: str) -> tuple[str
         data.check_compatible(cfg.model, cfg.dataset)
         splits = data.load(cfg.dataset)
     except (UserError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
-        raise EvalError(str(e).splitlines()[0]) from None
+        raise EvalError(" ".join(str(e).split())) from None  # one line
     except Exception as e:  # Hydra's errors for an unknown group or option
         raise EvalError(f"bad overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
     task = tasks.build(task_name(cfg), cfg, splits, torch.device("cpu"), data.batches)
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    t0 = time.time()
     try:
         if folder:
             model = load_model(args.file, name)
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     n = f"{extra['images']} images" if folder else f"{extra['samples']} {extra['dataset']} validation samples"
     print(f"{metric} {value:.4f} ({value:.6f}) for {name} from {args.file}, mean over {n}")
     if args.json is not None:
-        result = {"file": str(args.file), "model": name, "metric": metric, "value": value, **extra}
+        result = {"file": str(args.file), "model": name, "metric": metric, "value": value,
+                  "seconds": round(time.time() - t0, 1), **extra}
         atomic_write_bytes(args.json, (json.dumps(result, indent=1) + "\n").encode())
     return 0
 

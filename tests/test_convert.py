@@ -258,3 +258,25 @@ def test_eval_refuses_bad_input_before_work(tmp_path, capsys):
     assert "lenet5 is a classification model" in capsys.readouterr().err
     assert eval_main([str(packed), "--model", "unet", "--images", str(tmp_path), "--masks", str(tmp_path)]) == 2
     assert f"{tmp_path}: no images" in capsys.readouterr().err
+
+
+def test_eval_with_a_data_set_config(tmp_path, capsys):
+    """frx-eval FILE dataset=...: the task's metric on the validation split of a config's data set."""
+    from frx import data
+    from frx.train import compose
+
+    torch.manual_seed(0)
+    model = M.build("lenet5")
+    fr = frx.regularize(model)
+    frx.set_k(model, {name: 40 for name, _, _ in fr.tensors})
+    packed = tmp_path / "l5.frx"
+    frx.pack(model, packed, dtype="float32", meta={"model": "lenet5"})
+    out = tmp_path / "top1.json"
+    assert eval_main([str(packed), "dataset=mnist5k", "dataset.limit_val=100", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["metric"], result["model"], result["samples"]) == ("top1", "lenet5", 100)
+    val = data.load(compose(["model=lenet5", "dataset=mnist5k", "dataset.limit_val=100"]).dataset).val
+    with torch.no_grad():
+        expected = (model.eval()(val.x).argmax(1) == val.y).float().mean().item()
+    assert result["value"] == pytest.approx(expected, abs=1e-6)
+    assert capsys.readouterr().out.startswith(f"top1 {expected:.4f}")
