@@ -82,7 +82,8 @@ def check_positions(name: str, t: torch.Tensor) -> int:
 
     The mask is over all dims (the authors transform every dim); ConvertError otherwise."""
     if t.layout != torch.sparse_coo:
-        raise ConvertError(f"{name}: a {t.layout} tensor; an FR checkpoint stores sparse COO coefficients")
+        layout = "dense" if t.layout == torch.strided else str(t.layout)
+        raise ConvertError(f"{name}: a {layout} tensor; an FR checkpoint stores sparse COO coefficients")
     if not t.dtype.is_floating_point:
         raise ConvertError(f"{name}: dtype {t.dtype}, expected floating point coefficients")
     idx = t.coalesce().indices()  # coalesced indices are sorted row-major, i.e. lexicographically

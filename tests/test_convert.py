@@ -157,7 +157,7 @@ def test_tampered_positions_are_refused(tmp_path, authors_state, capsys):
 
 
 @pytest.mark.parametrize("change, what", [
-    (lambda s: {**s, "outc.conv.weight": s["outc.conv.weight"].to_dense()}, "outc.conv.weight: a torch.strided tensor"),
+    (lambda s: {**s, "outc.conv.weight": s["outc.conv.weight"].to_dense()}, "outc.conv.weight: a dense tensor"),
     (lambda s: {("outc.weight" if k == "outc.conv.weight" else k): v for k, v in s.items()}, "unexpected outc.weight"),
     (lambda s: {k: v for k, v in s.items() if k != "inc.double_conv.0.weight"}, "missing inc.double_conv.0.weight"),
     (lambda s: [1, 2, 3], "expected a dict of tensors"),
