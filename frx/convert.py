@@ -69,9 +69,9 @@ def read_frereg(src) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():  # weights_only validates sparse tensors, and says so
             warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a file that is not a torch checkpoint
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConvertError(f"{src}: not a readable torch checkpoint ({first})") from None
+    except Exception as e:  # torch raises many types (and long texts) for a file that is not a torch checkpoint
+        raise ConvertError(f"{src}: not a readable torch checkpoint of tensors "
+                           f"(torch.load with weights_only=True failed: {type(e).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConvertError(f"{src}: expected a dict of tensors, got {type(state).__name__}")
     return state
