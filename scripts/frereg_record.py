@@ -19,7 +19,7 @@ from pathlib import Path
 
 import frx
 from frx import record
-from frx.convert import from_frereg
+from frx.convert import main as convert_main
 
 AUTHORS_DICE = 0.97177  # their own evaluation code on the same 16 images
 
@@ -45,9 +45,11 @@ def main(argv=None) -> int:
     if dtypes != {"float16"}:
         print(f"frereg_record: error: {args.packed} stores {sorted(dtypes)}, expected float16", file=sys.stderr)
         return 2
-    model, _ = from_frereg(args.source)
     with tempfile.TemporaryDirectory() as tmp:  # the float32 file's size, for the record's packed_bytes
-        bytes32 = frx.pack(model, Path(tmp) / "u32.frx", dtype="float32")
+        u32 = Path(tmp) / "u32.frx"
+        if convert_main(["frereg", str(args.source), str(u32), "--dtype", "float32"]) != 0:
+            return 2
+        bytes32 = u32.stat().st_size
     tensors = [{"name": e["name"], "kind": e["layer"], "shape": e["shape"], "view": None,
                 "dense": math.prod(e["shape"]), "kept": e["k"], "regularized": True}
                for e in header["tensors"] if e["kind"] == "fr"]
