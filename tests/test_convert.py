@@ -230,11 +230,11 @@ def _eval(release_file, tmp_path, capsys, *extra):
 
 @needs_release
 def test_dice_on_two_images_at_reduced_size(release_file, tmp_path, capsys):
-    result, stdout = _eval(release_file, tmp_path, capsys, "--limit", "2", "--size", "320x480")
+    result, stdout = _eval(release_file, tmp_path, capsys, "--limit", "2", "--size", "224x336")
     assert result["images"] == 2 and list(result["per_image"]) == ["in0000.png", "in0001.png"]
     assert stdout.count("dice") == 3  # one line per image and the final line
     direct = _direct_model(read_frereg(ARCHIVE))
-    assert result["value"] == pytest.approx(_independent_dice(direct, ["0000", "0001"], (320, 480)), abs=2e-4)
+    assert result["value"] == pytest.approx(_independent_dice(direct, ["0000", "0001"], (224, 336)), abs=2e-4)
     assert result["value"] > 0.9  # the model finds the cars
 
 
