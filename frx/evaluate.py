@@ -105,12 +105,13 @@ def positive(text: str) -> int:
     return int(text)
 
 
-def load_model(path: Path, name: str) -> torch.nn.Module:
-    model = models.build(name)
+def load_packed(model: torch.nn.Module, path: Path, name: str) -> torch.nn.Module:
+    """`model` with the packed file's weights, in eval mode."""
     try:
         model.load_state_dict(unpack(path))
-    except RuntimeError as e:
-        raise EvalError(f"{path} does not fit model {name}: {str(e).splitlines()[1].strip()}") from None
+    except RuntimeError as e:  # torch's text: a title line, then what is missing or mismatched
+        lines = str(e).strip().splitlines()
+        raise EvalError(f"{path} does not fit model {name}: {lines[-1].strip()}") from None
     return model.eval()
 
 
@@ -130,12 +131,8 @@ def _config_eval(path: Path, overrides: list[str], model_name: str) -> tuple[str
     except Exception as e:  # Hydra's errors for an unknown group or option
         raise EvalError(f"bad overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
     task = tasks.build(task_name(cfg), cfg, splits, torch.device("cpu"), data.batches)
-    model = models.build_from_config(cfg.model)
-    try:
-        model.load_state_dict(unpack(path))
-    except RuntimeError as e:
-        raise EvalError(f"{path} does not fit model {cfg.model.name}: {str(e).splitlines()[1].strip()}") from None
-    value = task.evaluate(model.eval(), splits.val)
+    model = load_packed(models.build_from_config(cfg.model), path, cfg.model.name)
+    value = task.evaluate(model, splits.val)
     return task.metric, cfg.model.name, value, {"dataset": cfg.dataset.name, "split": "val",
                                                   "samples": len(splits.val), "overrides": overrides}
 
@@ -192,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         if folder:
-            model = load_model(args.file, name)
+            model = load_packed(models.build(name), args.file, name)
             print(f"{args.file}: {name}, {len(items)} images from {args.images}"
                   f"{'' if args.size is None else ' at %dx%d' % args.size}", flush=True)
             scores = folder_dice(model, items, args.size, progress=lambda s: print(s, flush=True))
