@@ -1,6 +1,7 @@
 """Frequency regularization: the method alone, independent of models and training."""
 
 from .codec import CorruptFile, pack, unpack, unpack_meta
+from .deploy import FactoredConv, FactoredLinear, count_macs, deploy
 from .dct import dct_matrix, dctn, idctn, idctn_corner
 from .kept import get_k, set_k
 from .mask import boundary, corner_bound, corner_mask, corner_shape, final_kept, full_mask, kept_order, ratio_to_k
@@ -8,8 +9,8 @@ from .parametrize import FR, FrequencyWeight, export, find_linear_views, fr_tens
 from .schedule import TailDropout
 
 __all__ = [
-    "CorruptFile", "FR", "FrequencyWeight", "TailDropout", "boundary", "corner_bound", "corner_mask",
-    "corner_shape", "dct_matrix", "dctn", "export", "final_kept", "find_linear_views", "fr_tensors",
+    "CorruptFile", "FR", "FactoredConv", "FactoredLinear", "FrequencyWeight", "TailDropout", "boundary", "corner_bound", "corner_mask",
+    "corner_shape", "count_macs", "dct_matrix", "dctn", "deploy", "export", "final_kept", "find_linear_views", "fr_tensors",
     "full_mask", "idctn", "idctn_corner", "kept_order", "kind_of", "pack", "ratio_to_k", "regularize",
     "summary", "unpack", "unpack_meta",
     "get_k", "set_k",

@@ -10,6 +10,11 @@ regularized weight stores its shape, view, transformed dims and `k`, and its
 payload is the k kept coefficients per slice in mask order (L1 norm, then
 lexicographic), so no index is stored: the order follows from shape and k. Every
 other tensor (biases, norm layers, buffers) is stored whole.
+
+Kept coefficients are float32, float16 or int8. An int8 payload is a float32
+scale per group of `group` consecutive coefficients (in payload order, so a group
+spans one band of neighbouring frequencies) followed by the int8 values:
+value = int8 * scale. Version 1 files (no int8) read as before.
 """
 
 from __future__ import annotations
@@ -30,16 +35,19 @@ from .mask import corner_shape, kept_order
 from .parametrize import FrequencyWeight, fr_tensors
 
 MAGIC = b"FRXPACK\0"
-VERSION = 1
+VERSION = 2  # 2: int8 coefficients; version 1 files read unchanged
 _HEAD = struct.Struct("<8sHI")
 _CRC = struct.Struct("<I")
 _FR_KEY = "parametrizations.weight.original"  # where parametrize keeps T in a state_dict
 _FR_INNER = "parametrizations.weight."
-DTYPES = ("float16", "float32")
+DTYPES = ("float16", "float32", "int8")
+PLAIN_DTYPES = ("float16", "float32")
+INT8_GROUP = 64  # coefficients per float32 scale: (64 + 4) / 64 = 1.06 bytes per kept coefficient
+_FLOAT16_MAX = float(torch.finfo(torch.float16).max)
 
 
 class CorruptFile(ValueError):
-    """The file is not a readable frx pack (wrong magic, truncated, or failed checksum)."""
+    """The file is not a readable frx pack (wrong magic, truncated, failed checksum, bad header)."""
 
 
 def _perm(p: FrequencyWeight) -> list[int]:
@@ -89,61 +97,210 @@ def atomic_write_bytes(path, data: bytes) -> None:
             tmp.unlink()
 
 
+def quantize_int8(values: torch.Tensor, group: int = INT8_GROUP) -> tuple[np.ndarray, np.ndarray]:
+    """(scales float32, codes int8) for a flat tensor: symmetric, one scale per `group` values."""
+    v = values.detach().double().reshape(-1)
+    n_groups = -(-v.numel() // group)
+    padded = torch.zeros(n_groups * group, dtype=torch.float64)
+    padded[:v.numel()] = v
+    scales = padded.reshape(n_groups, group).abs().amax(1).div(127).to(torch.float32)
+    safe = torch.where(scales > 0, scales.double(), torch.ones_like(scales, dtype=torch.float64))
+    codes = torch.round(padded.reshape(n_groups, group) / safe[:, None]).clamp(-127, 127)
+    return scales.numpy(), codes.reshape(-1)[:v.numel()].to(torch.int8).numpy()
+
+
+def dequantize_int8(scales: np.ndarray, codes: np.ndarray, group: int) -> torch.Tensor:
+    s = torch.from_numpy(scales.astype(np.float32)).repeat_interleave(group)[:len(codes)]
+    return torch.from_numpy(codes.astype(np.float32)) * s
+
+
+def _int8_bytes(n: int, group: int) -> int:
+    return 4 * -(-n // group) + n
+
+
+def _check_range(name: str, t: torch.Tensor, dtype: str) -> None:
+    """Refuse what the storage dtype would turn into inf (float16) or cannot scale (int8)."""
+    if not t.is_floating_point() or dtype == "float32" or t.numel() == 0:
+        return
+    finite = torch.isfinite(t)
+    if dtype == "int8" and not bool(finite.all()):
+        raise ValueError(f"{name} has non-finite values: int8 packing needs finite values")
+    big = t[finite].abs().max().item() if bool(finite.any()) else 0.0
+    if dtype == "float16" and big > _FLOAT16_MAX:
+        raise ValueError(f"{name} has values up to {big:.4g}, beyond float16's range ({_FLOAT16_MAX:.0f}); "
+                         f"pack with dtype='float32' (and plain_dtype='float32')")
+
+
 def pack(model: nn.Module, path, dtype: str = "float16", plain_dtype: str | None = None,
          meta: dict | None = None, overwrite: bool = False) -> int:
     """Write `model` to `path` in the packed format; returns the file size in bytes.
 
-    dtype: storage of the kept coefficients; plain_dtype: of the other floating
-    tensors (default: the same as dtype).
+    dtype: storage of the kept coefficients ("float16", "float32" or "int8");
+    plain_dtype: of the other floating tensors ("float16" or "float32"; default
+    dtype, or float16 when dtype is int8).
     """
-    if dtype not in DTYPES or (plain_dtype or dtype) not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}")
-    plain_dtype = plain_dtype or dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    plain_dtype = plain_dtype or (dtype if dtype in PLAIN_DTYPES else "float16")
+    if plain_dtype not in PLAIN_DTYPES:
+        raise ValueError(f"plain_dtype must be one of {PLAIN_DTYPES}, got {plain_dtype!r}")
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     fr = {name[:-len("weight")] + _FR_KEY: p for name, _, p in fr_tensors(model)}
     entries, chunks = [], []
     for key, t in model.state_dict().items():
         t = t.detach().cpu()
         if key in fr:
             p = fr[key]
-            data = kept_values(p, t).to(getattr(torch, dtype)).numpy()
-            entries.append({"name": key[:-len(_FR_KEY)] + "weight", "kind": "fr",
-                            "layer": p.kind, "shape": list(p.shape), "view": list(p.view),
-                            "dims": list(p.dims), "k": int(p.k), "dtype": dtype, "torch_dtype": str(t.dtype)})
+            name = key[:-len(_FR_KEY)] + "weight"
+            values = kept_values(p, t)
+            _check_range(name, values, dtype)
+            entry = {"name": name, "kind": "fr", "layer": p.kind, "shape": list(p.shape), "view": list(p.view),
+                     "dims": list(p.dims), "k": int(p.k), "torch_dtype": str(t.dtype)}
+            data = _encode_fr(entry, values, dtype)
         elif _FR_INNER in key:
             continue  # the parametrization's own buffers (k) are in the entry above
         else:
             np_dtype = _np_dtype(t, plain_dtype)
-            data = t.to(getattr(torch, np_dtype)).numpy() if t.is_floating_point() else t.numpy()
-            entries.append({"name": key, "kind": "plain", "shape": list(t.shape), "dtype": np_dtype,
-                            "torch_dtype": str(t.dtype)})
-        chunks.append(np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes())
-        entries[-1]["bytes"] = len(chunks[-1])
-    header = zlib.compress(json.dumps({"tensors": entries, "meta": meta or {}}).encode(), 9)
+            if t.is_floating_point():
+                _check_range(key, t, np_dtype)
+            data = _le_bytes(t.to(getattr(torch, np_dtype)).numpy() if t.is_floating_point() else t.numpy())
+            entry = {"name": key, "kind": "plain", "shape": list(t.shape), "dtype": np_dtype,
+                     "torch_dtype": str(t.dtype)}
+        entries.append(entry)
+        chunks.append(data)
+    return _write(path, entries, chunks, meta or {})
+
+
+def _encode_fr(entry: dict, values: torch.Tensor, dtype: str) -> bytes:
+    """Kept coefficients in `dtype`; sets the entry's dtype (and int8 group)."""
+    entry["dtype"] = dtype
+    if dtype == "int8":
+        scales, codes = quantize_int8(values)
+        entry["group"] = INT8_GROUP
+        return _le_bytes(scales) + _le_bytes(codes)
+    entry.pop("group", None)
+    return _le_bytes(values.to(getattr(torch, dtype)).numpy())
+
+
+def _write(path, entries: list, chunks: list, meta: dict) -> int:
+    for entry, chunk in zip(entries, chunks):
+        entry["bytes"] = len(chunk)
+    header = zlib.compress(json.dumps({"tensors": entries, "meta": meta}).encode(), 9)
     body = _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
-    if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     atomic_write_bytes(path, data)
     return len(data)
+
+
+def repack(src, dst, dtype: str, overwrite: bool = False) -> int:
+    """Store the kept coefficients of packed file `src` in `dtype` at `dst` (other tensors are copied as
+    they are); returns dst's size. Converting down (float16 -> int8) quantizes what src holds."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if Path(dst).exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
+    header, payload = _read(src)
+    entries, chunks, offset = [], [], 0
+    for e in header["tensors"]:
+        raw = payload[offset:offset + e["bytes"]]
+        offset += e["bytes"]
+        e = dict(e)
+        if e["kind"] == "fr":
+            values = _decode(e, raw).float()
+            _check_range(e["name"], values, dtype)
+            chunks.append(_encode_fr(e, values, dtype))
+        else:
+            chunks.append(bytes(raw))
+        entries.append(e)
+    return _write(dst, entries, chunks, header.get("meta", {}))
+
+
+def _le_bytes(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
+
+
+def _fail(path, msg: str):
+    raise CorruptFile(f"{path}: {msg}")
+
+
+def _int_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)
+
+
+def _stored_count(e: dict) -> int:
+    """Kept coefficients of an fr entry: k per slice of the untransformed dims."""
+    t_numel = math.prod(e["view"][d] for d in e["dims"])
+    return e["k"] * (math.prod(e["view"]) // t_numel)
+
+
+def _check_entry(path, e) -> None:
+    """Raise CorruptFile unless `e` is a well-formed tensor entry whose byte count fits its shape."""
+    if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+        _fail(path, f"bad tensor entry in header: {str(e)[:80]}")
+    name, kind, shape = e["name"], e.get("kind"), e.get("shape")
+    torch_dtype = e.get("torch_dtype")
+    if not _int_list(shape) or not isinstance(e.get("bytes"), int):
+        _fail(path, f"entry {name!r}: bad shape or byte count")
+    if not (isinstance(torch_dtype, str) and torch_dtype.startswith("torch.")
+            and isinstance(getattr(torch, torch_dtype[6:], None), torch.dtype)):
+        _fail(path, f"entry {name!r}: unknown torch dtype {torch_dtype!r}")
+    if kind == "plain":
+        try:
+            np_dtype = np.dtype(e.get("dtype"))
+        except TypeError:
+            np_dtype = None
+        if np_dtype is None or np_dtype.kind not in "biuf":
+            _fail(path, f"entry {name!r}: unknown dtype {e.get('dtype')!r}")
+        expected = math.prod(shape) * np_dtype.itemsize
+    elif kind == "fr":
+        view, dims, k, dtype = e.get("view"), e.get("dims"), e.get("k"), e.get("dtype")
+        if (e.get("layer") not in ("conv", "linear") or not _int_list(view) or math.prod(view) != math.prod(shape)
+                or not _int_list(dims) or not dims or len(set(dims)) != len(dims) or max(dims) >= len(view)
+                or dtype not in DTYPES):
+            _fail(path, f"entry {name!r}: inconsistent layer, view, dims or dtype")
+        t_numel = math.prod(view[d] for d in dims)
+        if not isinstance(k, int) or not 1 <= k <= t_numel:
+            _fail(path, f"entry {name!r}: k={k!r} outside [1, {t_numel}]")
+        n = _stored_count(e)
+        if dtype == "int8":
+            group = e.get("group")
+            if not isinstance(group, int) or group < 1:
+                _fail(path, f"entry {name!r}: bad int8 group {group!r}")
+            expected = _int8_bytes(n, group)
+        else:
+            expected = n * np.dtype(dtype).itemsize
+    else:
+        _fail(path, f"entry {name!r}: unknown kind {kind!r}")
+    if e["bytes"] != expected:
+        _fail(path, f"entry {name!r}: {e['bytes']} bytes where its shape needs {expected}")
 
 
 def _read(path) -> tuple[dict, memoryview]:
     data = Path(path).read_bytes()
     if len(data) < _HEAD.size + _CRC.size or data[:8] != MAGIC:
-        raise CorruptFile(f"{path}: not an frx packed model (bad magic or too short)")
+        _fail(path, "not an frx packed model (bad magic or too short)")
     _, version, hlen = _HEAD.unpack_from(data)
-    if version != VERSION:
-        raise CorruptFile(f"{path}: format version {version}, this frx reads version {VERSION}")
+    if version > VERSION:
+        _fail(path, f"format version {version} was written by a newer frx; this one reads versions 1 to {VERSION}")
+    if version < 1:
+        _fail(path, f"unknown format version {version}")
     (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(data[:-_CRC.size]) != crc:
-        raise CorruptFile(f"{path}: checksum mismatch (the file is truncated or corrupt)")
+        _fail(path, "checksum mismatch (the file is truncated or corrupt)")
     try:
         header = json.loads(zlib.decompress(data[_HEAD.size:_HEAD.size + hlen]))
     except (zlib.error, ValueError) as e:
-        raise CorruptFile(f"{path}: unreadable header ({e})") from None
+        _fail(path, f"unreadable header ({e})")
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+        _fail(path, "header has no tensor list")
+    if not isinstance(header.get("meta", {}), dict):
+        _fail(path, "header meta is not a mapping")
+    for e in header["tensors"]:
+        _check_entry(path, e)
     payload = memoryview(data)[_HEAD.size + hlen:len(data) - _CRC.size]
     if sum(e["bytes"] for e in header["tensors"]) != len(payload):
-        raise CorruptFile(f"{path}: payload size does not match its header")
+        _fail(path, "payload size does not match its header")
     return header, payload
 
 
@@ -152,14 +309,25 @@ def unpack_meta(path) -> dict:
     return _read(path)[0]
 
 
+def _decode(e: dict, raw: memoryview) -> torch.Tensor:
+    """The entry's stored values as a flat tensor of its torch dtype."""
+    if e["dtype"] == "int8":
+        n = _stored_count(e)
+        scales = np.frombuffer(raw[:e["bytes"] - n], dtype="<f4")
+        values = dequantize_int8(scales, np.frombuffer(raw[e["bytes"] - n:], dtype=np.int8), e["group"])
+    else:
+        values = torch.from_numpy(np.frombuffer(raw, dtype=np.dtype(e["dtype"]).newbyteorder("<"))
+                                  .astype(np.dtype(e["dtype"])))
+    return values.to(getattr(torch, e["torch_dtype"][6:]))
+
+
 def unpack(path) -> "OrderedDict[str, torch.Tensor]":
     """A plain dense state_dict (float32 weights) for the original architecture."""
     header, payload = _read(path)
     state, offset = OrderedDict(), 0
     for e in header["tensors"]:
-        raw = np.frombuffer(payload[offset:offset + e["bytes"]], dtype=np.dtype(e["dtype"]).newbyteorder("<"))
+        values = _decode(e, payload[offset:offset + e["bytes"]])
         offset += e["bytes"]
-        values = torch.from_numpy(raw.astype(np.dtype(e["dtype"]))).to(getattr(torch, e["torch_dtype"][6:]))
         if e["kind"] == "fr":
             p = FrequencyWeight(e["shape"], e["layer"], view=e["view"], dims=e["dims"])
             p.set_k(e["k"])
