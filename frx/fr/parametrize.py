@@ -315,6 +315,11 @@ class FR:
             floor = math.ceil(self.min_kept.get(p.kind, 1) / p.slices)
             p.set_k(ratio_to_k(p.t_numel, self.schedule.beta, floor))
 
+    def set_beta(self, beta: float) -> None:
+        """Jump the schedule to the kept ratio `beta` (benchmarks, experiments at a fixed budget)."""
+        self.schedule.beta = float(beta)
+        self._apply_beta()
+
     def _advance(self, unit: str) -> None:
         if self.schedule.unit == unit and self.model.training:
             self.schedule.advance()
