@@ -65,8 +65,8 @@ def _fft_tables(n: int, device: torch.device, dtype: torch.dtype):
     angle = -math.pi * k / (2 * n)
     cplx = torch.complex128 if dtype == torch.float64 else torch.complex64
     fwd = torch.polar(scale, angle).to(device=device, dtype=cplx)  # X_k = Re(V_k * fwd_k)
-    inv = torch.stack([torch.cos(angle), -torch.sin(angle)])  # V_k = inv_k * (X_k / s_k - i X_{n-k} / s_{n-k})
-    return order.to(device), fwd, inv.to(device=device, dtype=dtype), (1 / scale).to(device=device, dtype=dtype)
+    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)  # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    return order.to(device), fwd, inv, (1 / scale).to(device=device, dtype=dtype)
 
 
 def _dct_last(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -90,11 +90,11 @@ def _idct_last(x: torch.Tensor, n: int) -> torch.Tensor:
         a = torch.nn.functional.pad(a, (0, h - c))
     if c > n - n // 2:  # coefficients past the middle: b_k = X_{n-k} / s for k = n-c+1 .. n//2, else 0
         b = torch.nn.functional.pad(x[..., n - n // 2:].flip(-1) * math.sqrt(n / 2.0), (n - c + 1, 0))
-        v = torch.complex(a * inv[0] + b * inv[1], a * inv[1] - b * inv[0])  # inv_k * (a_k - i b_k)
+        v = torch.complex(a, -b) * inv  # V_k = inv_k * (a_k - i b_k)
     else:
-        v = torch.complex(a * inv[0], a * inv[1])
+        v = a * inv
     y = torch.fft.irfft(v, n=n)
-    out = torch.empty_like(y)
+    out = torch.empty_like(y)  # undo the reordering: even samples first, then odd ones reversed
     out[..., 0::2] = y[..., :(n + 1) // 2]
     out[..., 1::2] = y[..., (n + 1) // 2:].flip(-1)
     return out
