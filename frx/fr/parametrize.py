@@ -25,8 +25,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from .dct import (FFT_FACTOR, FFT_MIN, _cos_rows, _inverse_columns, contract, dctn, expand, idctn, idctn_corner,
-                  masked_idctn, use_fft)
+from .dct import FFT_FACTOR, FFT_MIN, contract, dctn, expand, idctn, idctn_corner, masked_idctn, transform_channels
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -168,10 +167,10 @@ class FrequencyWeight(nn.Module):
         spatial = [d for d in self.dims if d >= 2]
         if spatial:
             tc = idctn_corner(tc, (*tc.shape[:2], *self.view[2:]), spatial)
-        u = _channel_transform(x, tc.shape[1], inverse=False) if 1 in self.dims else x
+        u = transform_channels(x, tc.shape[1], inverse=False) if 1 in self.dims else x
         y = nn.functional.conv2d(u, tc, None, conv.stride, conv.padding, conv.dilation)
         if 0 in self.dims:
-            y = _channel_transform(y, self.view[0], inverse=True)
+            y = transform_channels(y, self.view[0], inverse=True)
         return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
@@ -180,16 +179,6 @@ class FrequencyWeight(nn.Module):
     def extra_repr(self) -> str:
         view = f", view={self.view}" if self.view != self.shape else ""
         return f"shape={self.shape}{view}, dims={self.dims}, kept={self.kept}"
-
-
-def _channel_transform(x: torch.Tensor, size: int, inverse: bool) -> torch.Tensor:
-    """DCT over the channels of an (N, C, H, W) map, truncated to `size` channels, or its adjoint
-    expanding to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
-    n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
-    if use_fft(n, c):
-        return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
-    mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
-    return nn.functional.conv2d(x, mat[:, :, None, None])
 
 
 def _per_element(n: int, c: int) -> float:
@@ -404,6 +393,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
             raise ValueError(f"{name}.weight is already parametrized")
         view = chosen.get(_weight_name(name))
         p = FrequencyWeight(module.weight.shape, kind, view=view, dims=dims)
+        # unsafe: skip parametrize's consistency check, one more full inverse DCT of every weight
         parametrize.register_parametrization(module, "weight", p, unsafe=True)
         if factored and FactoredForward.fits(module, p):
             module.forward = FactoredForward(module)
