@@ -1,7 +1,8 @@
 """Speed and size benchmarks for the FR core, measured side by side in one run.
 
-    python scripts/bench.py [--quick] [--rounds 5] [--steps 3] [--device cpu] [--threads N]
-                            [--models resnet18 vgg16 alexnet] [--batches 32 128] [--linear 512 2048 8192]
+    python scripts/bench.py [--quick] [--rounds 3] [--steps 30] [--model-steps 1] [--device cpu]
+                            [--threads N] [--models resnet18 vgg16 alexnet] [--batches 32 128]
+                            [--linear 512 1024 2048 4096 8192] [--sections ...]
 
 Every timing section compares variants of one training step (Adam, cross-entropy)
 in interleaved rounds, so machine noise hits every variant alike, and prints the
@@ -215,9 +216,10 @@ def bench_pack():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="1 step x 3 rounds, batch 32 only, Linear n = 512, 2048, 8192")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
-    ap.add_argument("--rounds", "--repeats", type=int, default=5, help="interleaved rounds")
+                    help="3 rounds, batch 32 only, Linear n = 512, 2048, 8192, 10 LeNet-5 steps")
+    ap.add_argument("--steps", type=int, default=30, help="timed LeNet-5 steps per variant per round")
+    ap.add_argument("--model-steps", type=int, default=1, help="timed steps of the bigger networks per round")
+    ap.add_argument("--rounds", "--repeats", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--models", nargs="*", default=["resnet18", "vgg16", "alexnet"], choices=sorted(INPUTS))
     ap.add_argument("--batches", nargs="*", type=int, default=[32, 128])
     ap.add_argument("--linear", nargs="*", type=int, default=[512, 1024, 2048, 4096, 8192])
@@ -227,21 +229,21 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.rounds, args.batches, args.linear = 1, 3, [32], [512, 2048, 8192]
-    if min([args.steps, args.rounds, *args.batches]) < 1:
-        ap.error("--steps, --rounds and --batches must be >= 1")
+        args.steps, args.rounds, args.batches, args.linear = 10, 3, [32], [512, 2048, 8192]
+    if min([args.steps, args.model_steps, args.rounds, *args.batches, *args.linear]) < 1:
+        ap.error("--steps, --model-steps, --rounds, --batches and --linear must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     if "lenet5" in args.sections:
-        bench_lenet5(device, max(args.steps, 10), args.rounds)
+        bench_lenet5(device, max(args.steps, 10), args.rounds)  # ~0.2 s steps: fewer would time noise
     for batch in args.batches if "models" in args.sections else []:
         for name in args.models:
-            bench_model(name, batch, device, args.steps, args.rounds, BUDGETS, args.variants)
+            bench_model(name, batch, device, args.model_steps, args.rounds, BUDGETS, args.variants)
     for batch in args.batches if "linear" in args.sections else []:
         for n in args.linear:
-            bench_linear(n, batch, device, args.steps, args.rounds, BUDGETS, args.variants)
+            bench_linear(n, batch, device, args.model_steps, args.rounds, BUDGETS, args.variants)
     if "setup" in args.sections:
         bench_setup()
     if "mask" in args.sections:
