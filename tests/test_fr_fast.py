@@ -164,3 +164,18 @@ def test_regularize_init_is_the_dct_of_a_long_weight():
     np.testing.assert_allclose(t, sfft.dctn(w, norm="ortho"), atol=1e-5)
     np.testing.assert_allclose(lin.weight.detach().numpy(), w, atol=1e-5)
     assert math.isclose(float(np.abs(t).sum()), float(np.abs(sfft.dctn(w, norm="ortho")).sum()), rel_tol=1e-5)
+
+
+def test_k_host_copy_follows_the_buffer_through_state_dict():
+    # forward reads a host copy of k (no device sync); loading a state dict must refresh it
+    torch.manual_seed(0)
+    a, b = nn.Linear(16, 8), nn.Linear(16, 8)
+    fa, fb = frx.regularize(a), frx.regularize(b)
+    pa = a.parametrizations.weight[0]
+    pa.set_k(10)
+    b.load_state_dict(a.state_dict())
+    pb = b.parametrizations.weight[0]
+    assert pb.kept == 10 and int(pb.k) == 10
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-6)

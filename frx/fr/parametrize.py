@@ -68,24 +68,32 @@ class FrequencyWeight(nn.Module):
         self.t_numel = math.prod(self.t_shape)
         self.slices = math.prod(self.view) // self.t_numel  # untransformed positions
         self.register_buffer("k", torch.tensor(self.t_numel, dtype=torch.long))
+        # The forward reads k from this host copy: reading the buffer on a GPU would wait for
+        # the device once per layer per step. The buffer is what checkpoints and files keep.
+        self._k = self.t_numel
         self._mask = None  # ((k, device, dtype), corner shape, corner mask)
         self._cached = None  # (key, W) for inference
 
     @property
     def kept(self) -> int:
-        return int(self.k) * self.slices
+        return self._k * self.slices
 
     def set_k(self, k: int) -> None:
-        self.k.fill_(int(k))
+        self._k = int(k)
+        self.k.fill_(self._k)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._k = int(self.k)
 
     def corner(self) -> tuple[int, ...]:
         """Shape of the view's corner that holds every kept coefficient."""
-        ct = iter(corner_shape(self.t_shape, int(self.k)))
+        ct = iter(corner_shape(self.t_shape, self._k))
         return tuple(next(ct) if d in self.dims else n for d, n in enumerate(self.view))
 
     def _geometry(self, device, dtype) -> tuple[tuple[int, ...], torch.Tensor]:
         """(corner shape, corner mask broadcastable over the view), cached per k, device and dtype."""
-        key = (int(self.k), device, dtype)
+        key = (self._k, device, dtype)
         if self._mask is None or self._mask[0] != key:
             corner = self.corner()
             m = corner_mask(self.t_shape, key[0], device)
@@ -95,13 +103,13 @@ class FrequencyWeight(nn.Module):
 
     @torch.compiler.disable  # k changes every step: keep this bookkeeping eager, let the network compile
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        key = (t.data_ptr(), t._version, int(self.k), t.device, t.dtype)
+        key = (t.data_ptr(), t._version, self._k, t.device, t.dtype)
         if not torch.is_grad_enabled() and self._cached is not None and self._cached[0] == key:
             return self._cached[1]  # inference: reconstruct W once, not every batch
         tv = t.reshape(self.view)
         # W is reconstructed at T's precision; under mixed precision the layer casts it itself
         with torch.autocast(t.device.type, enabled=False):
-            if int(self.k) == self.t_numel:
+            if self._k == self.t_numel:
                 w = idctn(tv, self.dims)
             else:
                 w = masked_idctn(tv, self._geometry(t.device, t.dtype)[1], self.dims)
@@ -112,7 +120,7 @@ class FrequencyWeight(nn.Module):
     def _masked_corner(self, t: torch.Tensor) -> torch.Tensor:
         """T restricted to the kept corner, dropped coefficients zeroed (the view's shape, corner-sized)."""
         tv = t.reshape(self.view)
-        if int(self.k) == self.t_numel:
+        if self._k == self.t_numel:
             return tv
         corner, mask = self._geometry(t.device, t.dtype)
         return tv[tuple(slice(0, c) for c in corner)] * mask
@@ -209,7 +217,7 @@ class FactoredForward:
         m = self.module
         if torch.is_grad_enabled():
             p = m.parametrizations.weight[0]
-            key = (tuple(x.shape), int(p.k))
+            key = (tuple(x.shape), p._k)
             if self._choice is None or self._choice[0] != key:
                 self._choice = (key, self._cheaper(p, x))
             if self._choice[1]:
