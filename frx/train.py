@@ -141,6 +141,7 @@ class OptimizerConf:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
 
 
@@ -148,6 +149,7 @@ class OptimizerConf:
 class SchedulerConf:
     name: str = "cosine"
     min_lr: float = 0.0
+    warmup: float = 0.0
 
 
 @dataclass
@@ -162,6 +164,10 @@ class TrainerConf:
     eval_every: int = 1
     device: str = "auto"
     amp: bool = False
+    amp_dtype: str = "float16"
+    channels_last: bool = False
+    label_smoothing: float = 0.0
+    log_every: int = 1
     compile: bool = False
     deterministic: bool = True
     threads: Optional[int] = None
@@ -253,7 +259,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     choices = {"fr.unit": (fr.unit, ("step", "epoch")), "fr.init": (fr.init, ("dct", "normal")),
                "fr.linear_view": (fr.linear_view, ("flat", "auto")),
                "trainer.optimizer.name": (tr.optimizer.name, ("adam", "adamw", "sgd")),
-               "trainer.scheduler.name": (tr.scheduler.name, ("cosine", "none")),
+               "trainer.scheduler.name": (tr.scheduler.name, ("cosine", "linear", "none")),
+               "trainer.amp_dtype": (tr.amp_dtype, ("float16", "bfloat16")),
                "prune.schedule": (pr.schedule, ("cubic", "geometric"))}
     for name, (value, allowed) in choices.items():
         if value not in allowed:
@@ -264,7 +271,9 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise UserError(f"{name} keys must be conv and/or linear, got {', '.join(sorted(bad))}")
         if any(v < 1 for v in mk.values()):
             raise UserError(f"{name} values must be >= 1, got {dict(mk)}")
-    positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size,
+    if not (0.0 <= tr.scheduler.warmup < 1.0 and 0.0 <= tr.label_smoothing < 1.0):
+        raise UserError("trainer.scheduler.warmup and trainer.label_smoothing must be in [0, 1)")
+    positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size, "trainer.log_every": tr.log_every,
                 "trainer.eval_batch_size": tr.eval_batch_size, "scale.fid_extractor_epochs": sc.fid_extractor_epochs}
     if tr.max_steps_per_epoch is not None:
         positive["trainer.max_steps_per_epoch"] = tr.max_steps_per_epoch
@@ -438,6 +447,7 @@ def run(cfg: DictConfig) -> dict:
     if device.type == "cuda":  # keep in-memory data sets on the GPU (Carvana streams from disk)
         splits.train, splits.val = (s.to(device) if isinstance(s, data.TensorSplit) else s
                                     for s in (splits.train, splits.val))
+        splits.extra_val = {k: s.to(device) for k, s in splits.extra_val.items()}
     task = tasks.build(task_kind, cfg, splits, device, data.batches)
     model = models.build_from_config(cfg.model)
 
@@ -451,6 +461,8 @@ def run(cfg: DictConfig) -> dict:
                                 linear_view=f.linear_view, sample_input=sample,
                                 generator=torch.Generator().manual_seed(seed))
     model.to(device)
+    if tr.channels_last:
+        model.to(memory_format=torch.channels_last)
     if method == "prune":
         from .prune import MagnitudePruner, budget_from_fr
 
@@ -463,8 +475,7 @@ def run(cfg: DictConfig) -> dict:
     optimizers = task.optimizers(model)
     steps_per_epoch = _steps_per_epoch(len(splits.train), tr.batch_size, tr.max_steps_per_epoch)
     total_steps = steps_per_epoch * tr.epochs
-    schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total_steps, eta_min=tr.scheduler.min_lr)
-                  for o in optimizers] if tr.scheduler.name == "cosine" else []
+    schedulers = [_scheduler(o, tr.scheduler, total_steps) for o in optimizers] if tr.scheduler.name != "none" else []
     train_model = torch.compile(model) if tr.compile else model
     gen = torch.Generator().manual_seed(seed)  # data order
 
@@ -515,14 +526,18 @@ def run(cfg: DictConfig) -> dict:
             if handle is not None:
                 handle.step()
             losses.append(out["loss"])
-            if not math.isfinite(out["loss"]):
-                raise UserError(f"training diverged at epoch {epoch + 1}, step {i + 1}: loss {out['loss']}")
-            post = {"loss": f"{out['loss']:.4f}"}
-            post.update({k: f"{v:.4f}" for k, v in out.items() if k != "loss"})
-            post["kept"] = _fmt_int(handle.kept() if handle is not None else _kept_now(model, pruner))
-            bar.set_postfix(post, refresh=False)
+            if (i + 1) % tr.log_every == 0:  # read numbers back from the device only here
+                out = {k: float(v) for k, v in out.items()}
+                if not math.isfinite(out["loss"]):
+                    raise UserError(f"training diverged at epoch {epoch + 1}, step {i + 1}: loss {out['loss']}")
+                post = {k: f"{v:.4f}" for k, v in out.items()}
+                post["kept"] = _fmt_int(handle.kept() if handle is not None else _kept_now(model, pruner))
+                bar.set_postfix(post, refresh=False)
             bar.update()
         bar.close()
+        losses = [float(v) for v in losses]
+        if not all(map(math.isfinite, losses)):
+            raise UserError(f"training diverged in epoch {epoch + 1}: a loss is {next(v for v in losses if not math.isfinite(v))}")
         if handle is not None:
             handle.epoch_end()
         if pruner is not None and not pruner.done:
@@ -577,6 +592,8 @@ def run(cfg: DictConfig) -> dict:
         shutil.copyfile(run_dir / "model.float16.frx", dst)
         extra["packed_float16_file"] = dst.name
     extra["data"] = dict(getattr(splits, "info", {}) or {})
+    for key, split in splits.extra_val.items():  # further test sets, measured like `value` (packed float32)
+        extra[f"{task.metric}_{key}"] = task.evaluate(plain32, split)
     wall = elapsed_before + time.time() - t_start
     record = {
         "schema": rec.SCHEMA, "experiment": name, "table": cfg.run.table, "row": cfg.run.row,
@@ -592,6 +609,23 @@ def run(cfg: DictConfig) -> dict:
     rec.write(record_path, record)
     _print_summary(record, record_path, run_dir)
     return record
+
+
+def _scheduler(optimizer, sc, total_steps: int):
+    """cosine: to min_lr at the last step; linear: linear warm-up over the first `warmup` fraction
+    of the steps, then linear decay to min_lr (a triangular one-cycle). Both step once per batch."""
+    if sc.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=sc.min_lr)
+    peak = optimizer.param_groups[0]["lr"]
+    up = max(1, round(sc.warmup * total_steps)) if sc.warmup > 0 else 0
+    floor = sc.min_lr / peak
+
+    def factor(step: int) -> float:
+        if step < up:
+            return (step + 1) / up
+        return floor + (1 - floor) * max(0.0, (total_steps - step) / max(1, total_steps - up))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _choice(group: str) -> Optional[str]:
