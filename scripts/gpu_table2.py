@@ -17,7 +17,7 @@
 3. Rows: `frx-train experiment=table2/<row> scale=<scale>` for each row in ROWS order, up to
    --parallel processes at once on the one device; a row is started only while the budget
    (less the time kept for the bench) lasts, and one whose model already had a finished run is
-   started only if that run's wall time still fits. At the budget, running rows are stopped:
+   started only if that run's wall time still fits; a row whose record exists is not run again. At the budget, running rows are stopped:
    each leaves the checkpoint of its last finished epoch (`trainer.resume=true`, which every
    row is started with, continues it) and no record.
 4. Bench: scripts/bench.py with the time left (CUDA only).
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,6 +146,9 @@ def _py_match(path: Path) -> int:
 
 
 def prepare_data(a, work: Path, env: dict) -> Path:
+    """Import CIFAR-10 into <work>/data once (in this process: decoding uses the machine's cores)."""
+    import numpy as np
+
     from frx.data import cifar10
 
     root = work / "data"
@@ -152,13 +156,13 @@ def prepare_data(a, work: Path, env: dict) -> Path:
         jpeg = cifar10.jpeg_info(root) or {}
         say(f"data already imported in {root}: {jpeg.get('note') or 'CIFAR-10 (original images)'}")
         return root
-    cmd = [sys.executable, "-m", "frx.data.cli", "--root", str(root), "import", "cifar10", a.data]
     lossless = a.lossless_test or ROOT / ".carry" / "cifar10-lossless-test1k.npz"
-    if Path(lossless).exists() and a.data.endswith(".npz"):
-        cmd += ["--lossless-test", str(lossless)]
+    is_jpeg = a.data.endswith(".npz") and "train_jpeg" in np.load(a.data).files
     t0 = time.time()
-    subprocess.run(cmd, env=env, cwd=ROOT, check=True)
-    say(f"imported {a.data} in {time.time() - t0:.1f} s")
+    cifar10.import_files(a.data, root, lossless=lossless if is_jpeg and Path(lossless).exists() else None)
+    jpeg = cifar10.jpeg_info(root) or {}
+    say(f"imported {a.data} in {time.time() - t0:.1f} s: {jpeg.get('note', '')}, "
+        f"{jpeg.get('lossless_test', 0)} lossless test images")
     return root
 
 
@@ -180,9 +184,21 @@ class Run:
         if rc is None:
             return False
         self.wall = time.time() - self.start
-        self.status = "finished" if rc == 0 else f"failed (exit {rc})"
         self.log.close()
+        text = self.log_path.read_text(errors="replace")
+        if rc == 0:
+            self.status = "finished"
+        elif "this run is finished:" in text:
+            self.status = "already has its record"
+        else:
+            self.status = f"failed (exit {rc})"
         return True
+
+    def record(self) -> Path | None:
+        """The record this row wrote or found (frx-train names it in its log)."""
+        found = re.findall(r"^  record\s+(\S+\.json)$|this run is finished: (\S+\.json) exists",
+                           self.log_path.read_text(errors="replace"), flags=re.M)
+        return Path(next(p for p in found[-1] if p)) if found else None
 
     def stop(self) -> None:
         """At the budget: the row leaves its last epoch's checkpoint and no record."""
@@ -208,7 +224,8 @@ def run_rows(a, env: dict, data_root: Path, work: Path, deadline: float) -> dict
     while pending or running:
         for r in [r for r in running if r.poll()]:
             running.remove(r)
-            done[r.row] = {"status": r.status, "wall_s": round(r.wall, 1)}
+            done[r.row] = {"status": r.status, "wall_s": round(r.wall, 1),
+                           "record": str(r.record()) if r.record() else None}
             if r.status == "finished":
                 walls[model_of(r.row)] = max(walls.get(model_of(r.row), 0), r.wall)
             say(f"{r.row}: {r.status} after {r.wall:.0f} s")
@@ -267,8 +284,8 @@ def summarize(a, done: dict, work: Path, bench: str, started: float) -> str:
              f"{'kept':>11s}  data"]
     for row in a.rows:
         d = done.get(row, {"status": "?", "wall_s": None})
-        rec = next(iter((work / "records").glob(f"table2/{row}__*.json")), None) if d["status"] == "finished" else None
-        if rec is not None:
+        rec = Path(d["record"]) if d.get("record") else None
+        if rec is not None and rec.exists():
             r = json.loads(rec.read_text())
             m, ex = r["metric"], r["metric_extra"]
             note = ex.get("data", {}).get("data_note", "") or ex.get("data", {}).get("subset_note", "")

@@ -94,8 +94,9 @@ def load_arrays(root, download: bool = False):
 
         torchvision.datasets.CIFAR10(str(root_path(root)), train=True, download=True)
     sub = subset_info(root)
-    names = sub["train_batches"] if sub is not None else [n for n in TRAIN if (d / n).exists()]
-    if sub is None and len(names) < len(TRAIN):
+    listed = sub or jpeg_info(root) or {}  # an import of fewer images lists the batches it wrote
+    names = listed["train_batches"] if "train_batches" in listed else [n for n in TRAIN if (d / n).exists()]
+    if "train_batches" not in listed and len(names) < len(TRAIN):
         raise DataMissing(missing_message(root, "is incomplete (missing " +
                                           ", ".join(n for n in TRAIN if n not in names) + ")"))
     parts = [read_batch(d / n) for n in names]
@@ -241,6 +242,7 @@ def import_jpeg(src: Path, root, force: bool = False, lossless: Path | None = No
     ytr, yte = a["y_train"], a["y_test"]
     writer = Writer(force=force)
     per = 10000
+    batches = [TRAIN[i // per] for i in range(0, len(ytr), per)]
     for i in range(0, len(ytr), per):
         writer.add(dst / TRAIN[i // per], encode_batch(xtr[i:i + per].transpose(0, 3, 1, 2), ytr[i:i + per],
                                                      f"training batch {i // per + 1} of 5 (JPEG copies)"))
@@ -253,7 +255,7 @@ def import_jpeg(src: Path, root, force: bool = False, lossless: Path | None = No
             f"(lossy re-encodings of the originals, mean PSNR 30.5 dB)")
     writer.add(dst / JPEG_MARKER, json.dumps(
         {"source": str(src), "md5": md5, "md5_is_published": md5 == JPEG_MD5, "train": int(len(ytr)),
-         "test": int(len(yte)), "lossless_test": int(len(yl)) if yl is not None else 0,
+         "test": int(len(yte)), "train_batches": batches, "lossless_test": int(len(yl)) if yl is not None else 0,
          "lossless_source": str(lossless) if lossless is not None else None, "note": note}, indent=1).encode())
     result = writer.commit()
     if (dst / SUBSET_MARKER).exists():
