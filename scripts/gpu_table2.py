@@ -13,7 +13,7 @@
    --system-site-packages venv would see the base interpreter's packages, not its torch.)
    frx runs from this source tree.
 2. Data: CIFAR-10 is imported once into <work>/data from --data (the full set as JPEG copies,
-   .carry/cifar10-jpeg.npz, with the lossless first test images from --lossless-test).
+   .carry/cifar10-jpeg.npz, with the lossless first test images found beside it or --lossless-test).
 3. Rows: `frx-train experiment=table2/<row> scale=<scale>` for each row in ROWS order, up to
    --parallel processes at once on the one device; a row is started only while the budget
    (less the time kept for the bench) lasts, and one whose model already had a finished run is
@@ -65,7 +65,8 @@ def parse(argv):
     ap.add_argument("--data", default=str(ROOT / ".carry" / "cifar10-jpeg.npz"),
                     help="what `frx-data import cifar10` takes (default .carry/cifar10-jpeg.npz)")
     ap.add_argument("--lossless-test", default=None,
-                    help="the lossless first test images (default: .carry/cifar10-lossless-test1k.npz when there)")
+                    help="the lossless first test images (default: cifar10-subset.npz or "
+                         "cifar10-lossless-test1k.npz beside --data, when there)")
     ap.add_argument("--wheels", default=str(ROOT / ".carry" / "wheels"))
     ap.add_argument("--work", default=str(ROOT / "outputs" / "gpu_table2"),
                     help="data, run folders (checkpoints), records and logs (default outputs/gpu_table2)")
@@ -147,8 +148,6 @@ def _py_match(path: Path) -> int:
 
 def prepare_data(a, work: Path, env: dict) -> Path:
     """Import CIFAR-10 into <work>/data once (in this process: decoding uses the machine's cores)."""
-    import numpy as np
-
     from frx.data import cifar10
 
     root = work / "data"
@@ -156,10 +155,8 @@ def prepare_data(a, work: Path, env: dict) -> Path:
         jpeg = cifar10.jpeg_info(root) or {}
         say(f"data already imported in {root}: {jpeg.get('note') or 'CIFAR-10 (original images)'}")
         return root
-    lossless = a.lossless_test or ROOT / ".carry" / "cifar10-lossless-test1k.npz"
-    is_jpeg = a.data.endswith(".npz") and "train_jpeg" in np.load(a.data).files
-    t0 = time.time()
-    cifar10.import_files(a.data, root, lossless=lossless if is_jpeg and Path(lossless).exists() else None)
+    t0 = time.time()  # without --lossless-test, the import looks for the lossless file beside the data
+    cifar10.import_files(a.data, root, lossless=a.lossless_test)
     jpeg = cifar10.jpeg_info(root) or {}
     say(f"imported {a.data} in {time.time() - t0:.1f} s: {jpeg.get('note', '')}, "
         f"{jpeg.get('lossless_test', 0)} lossless test images")

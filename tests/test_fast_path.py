@@ -58,3 +58,4 @@ def test_bad_fast_option_fails_before_any_work(tmp_path, override, message):
     with pytest.raises(UserError, match=message):
         run(compose(tmp_overrides(tmp_path, override)))
     assert not (tmp_path / "run").exists()
+

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.dataset}: {r['written']} files written, {r['skipped']} identical skipped -> {where}")
             if a.dataset == "cifar10" and cifar10.jpeg_info(a.root):
                 print(f"note: {cifar10.jpeg_info(a.root)['note']}; lossless first test images: "
-                      f"{r.get('lossless_test', 0) or 'none (no cifar10-subset.npz beside it; see --lossless-test)'}")
+                      f"{r.get('lossless_test', 0) or 'none (no lossless file beside it; see --lossless-test)'}")
             if a.dataset == "cifar10" and cifar10.subset_info(a.root):
                 print(f"note: this is a SUBSET of CIFAR-10 ({cifar10.subset_info(a.root)['note']})")
         elif a.cmd == "make-synthetic-carvana":
