@@ -536,8 +536,9 @@ def run(cfg: DictConfig) -> dict:
             bar.update()
         bar.close()
         losses = [float(v) for v in losses]
-        if not all(map(math.isfinite, losses)):
-            raise UserError(f"training diverged in epoch {epoch + 1}: a loss is {next(v for v in losses if not math.isfinite(v))}")
+        bad = [v for v in losses if not math.isfinite(v)]
+        if bad:  # (steps between log lines are checked here)
+            raise UserError(f"training diverged in epoch {epoch + 1}: a step's loss is {bad[0]}")
         if handle is not None:
             handle.epoch_end()
         if pruner is not None and not pruner.done:

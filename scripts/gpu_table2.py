@@ -17,9 +17,9 @@
 3. Rows: `frx-train experiment=table2/<row> scale=<scale>` for each row in ROWS order, up to
    --parallel processes at once on the one device; a row is started only while the budget
    (less the time kept for the bench) lasts, and one whose model already had a finished run is
-   started only if that run's wall time still fits; a row whose record exists is not run again. At the budget, running rows are stopped:
-   each leaves the checkpoint of its last finished epoch (`trainer.resume=true`, which every
-   row is started with, continues it) and no record.
+   started only if that run's wall time still fits; a row whose record exists is not run again.
+   At the budget, running rows are stopped: each leaves the checkpoint of its last finished
+   epoch (`trainer.resume=true`, which every row is started with, continues it) and no record.
 4. Bench: scripts/bench.py with the time left (CUDA only).
 5. One archive, <archive-dir>/gpu_table2.tar.gz: records/table2/*.json (with their small packed
    models), logs/<row>.log, bench.txt, summary.txt (also printed) and status.json.

@@ -66,7 +66,8 @@ def test_jpeg_import_refuses_bad_input_before_work(tmp_path, capsys):
     assert cli(["--root", str(root), "import", "cifar10", str(tmp_path / "cut.npz")]) == 1
     assert "train_offsets do not cut train_jpeg into 40 images" in capsys.readouterr().err
     np.savez(tmp_path / "wrong.npz", x_test=np.zeros((3, 32, 32, 3), np.uint8), y_test=np.array([9, 9, 9], np.uint8))
-    assert cli(["--root", str(root), "import", "cifar10", str(src), "--lossless-test", str(tmp_path / "wrong.npz")]) == 1
+    wrong = str(tmp_path / "wrong.npz")
+    assert cli(["--root", str(root), "import", "cifar10", str(src), "--lossless-test", wrong]) == 1
     assert "not the first labels of the JPEG test set" in capsys.readouterr().err
     assert not root.exists()  # nothing written
 
