@@ -51,7 +51,8 @@ class Record:
     task: str  # "classification" | "segmentation" | "gan" | "vae"
     seed: int
     device: str
-    # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live; and value_int8
+    # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live (None where that
+    # model was not evaluated, e.g. a converted release has only its float16 file); and value_int8
     # (the int8 pack: FR runs; None or absent otherwise). metric_extra.value_int8_quantized_from names the
     # file it was quantized from when that was not the trained model (a later measurement)
     metric: dict

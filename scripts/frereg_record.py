@@ -63,13 +63,14 @@ def main(argv=None) -> int:
               "data_note": f"the authors' {result['images']} Carvana test images (their release's testimgs, "
                            f"{size})"},
         task="segmentation", seed=None, device="cpu",
-        metric={"name": "dice", "higher_is_better": True, "value": dice, "value_fp16": dice, "value_int8": None,
+        # only the float16 file (the release's own precision) was evaluated: no float32 or live value
+        metric={"name": "dice", "higher_is_better": True, "value": None, "value_fp16": dice, "value_int8": None,
                 "value_live": None},
         metric_extra={"per_image": result["per_image"], "authors_value": AUTHORS_DICE,
                       "origin": "the paper authors' trained FR UNet (their release, unet_fr.pt), converted by "
                                 "frx-convert and evaluated by frx-eval; not an frx training run",
-                      "evaluated": "the model unpacked from the float16 packed file (value and value_fp16 "
-                                   "are that one measurement); the live model was not evaluated"},
+                      "evaluated": "the model unpacked from the float16 packed file (value_fp16); no float32 "
+                                   "file or live model was evaluated"},
         tensors=tensors,
         counts={"dense_weights": sum(t["dense"] for t in tensors), "kept_weights": sum(t["kept"] for t in tensors),
                 "other_params": 0},

@@ -326,6 +326,7 @@ def test_converted_release_row_in_table3(tmp_path):
                  extra={"origin": "the paper authors' trained FR UNet, converted; not an frx training run"})
     raw = schema2(raw, data={"data_note": "the authors' 16 Carvana test images"},
                   packed_bytes={"float16": 2023, "float32": 3541})
+    raw["metric"].update(value=None, value_live=None)  # only the float16 file was evaluated
     write_as(runs, "table3/unet_frereg__release.json", raw)
     frames = report.generate(runs, out, figures=False)
     df = frames[3]["main"]
@@ -338,7 +339,7 @@ def test_converted_release_row_in_table3(tmp_path):
     assert cells[head.index("Dice Score (%) ours")] == "97.18"
     assert cells[head.index("Kept weights ours")] == "759"
     assert cells[head.index("Packed bytes ours (fp16 file)")] == "2,023"
-    assert "not an frx training run" in cells[head.index("Notes")]
+    assert "not an frx training run" in cells[head.index("Notes")] and "fp16 pack" in cells[head.index("Notes")]
     assert "16 Carvana test images" in cells[head.index("Notes")]
     assert len(df[df.status == "not run"]) == 4  # the paper's four UNet rows are still not run
 
@@ -350,7 +351,7 @@ def test_committed_release_record_loads_as_schema_2():
 
     r = rec.read(Path(__file__).resolve().parent.parent / "results/runs/table3/unet_frereg__release.json")
     assert (r.schema, r.method, r.scale, r.table, r.tag) == (2, "converted", "release", 3, "")
-    assert r.kept_weights == 759 and r.packed_bytes["float16"] == 2023
+    assert r.kept_weights == 759 and r.packed_bytes["float16"] == 2023 and r.metric["value_fp16"] > 0.97
     assert "not an frx training run" in r.metric_extra["origin"] and "16" in r.data["data_note"]
 
 

@@ -55,10 +55,13 @@ def metric_scale(rec: Record) -> float:
 
 
 def record_metric(rec: Record, fp16: bool) -> tuple[float, str]:
-    """(metric in display units, source). fp16 rows use the model unpacked from the float16 pack."""
+    """(metric in display units, source). fp16 rows use the model unpacked from the float16 pack; the
+    others the float32 pack, else (when the record has no float32 measurement) the live model or the
+    float16 pack."""
     m = rec.metric
-    for key, source in ((("value_fp16", "fp16 pack"),) if fp16 else ()) + (("value", "fp32 pack"),
-                                                                            ("value_live", "live model")):
+    order = [("value_fp16", "fp16 pack")] if fp16 else []
+    order += [("value", "fp32 pack"), ("value_live", "live model"), ("value_fp16", "fp16 pack")]
+    for key, source in order:
         if m.get(key) is not None:
             return float(m[key]) * metric_scale(rec), source
     return math.nan, "no metric"
@@ -72,9 +75,16 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def data_label(rec: Record) -> str:
-    """The record's data-set note, its short form: "CIFAR-10 (JPEG copies): 50000 training ..." -> the
-    part before the colon; "" when the data loader left no note."""
-    return str(rec.data.get("data_note") or "").split(":")[0].strip()
+    """The record's data-set note, short: "CIFAR-10 (JPEG copies): 50000 training ..." -> the part
+    before the colon; synthetic data and subsets say so; "" when the data loader left no note."""
+    d = rec.data
+    if d.get("data_note"):
+        return str(d["data_note"]).split(":")[0].strip()
+    if d.get("synthetic"):
+        return "synthetic data"
+    if d.get("subset_note"):
+        return "subset: " + str(d["subset_note"]).split(" (")[0]
+    return ""
 
 
 def _model_name(rec: Record) -> str:
