@@ -145,21 +145,31 @@ def get_extractor(cache_dir: str | os.PathLike, key: dict, train_batches: Callab
                    "fid_extractor_file": str(path), "fid_extractor_val_top1": acc}
 
 
-def for_dataset(dataset_cfg: dict, splits, batches: Callable[..., Iterable], to_unit: Callable, cache_dir,
-                epochs: int, device: torch.device, log: Callable[[str], None] = print,
-                **arch) -> tuple[MnistFeatures, dict]:
-    """`get_extractor` for a run's data: dataset_cfg (resolved dict) and the size of the training split
-    are the cache key, so every run on the same data is scored by the same network. batches is the data
-    module's `batches`; to_unit maps its images to [0, 1]. arch: seed, width, num_features."""
-    key = {"dataset": dataset_cfg, "n_train": len(splits.train)}
+def native(dataset_cfg: dict) -> dict:
+    """A run's data set at MNIST's own 28x28 in [0, 1]: what the extractor is trained on, whatever
+    size and scaling the run uses (the DCGAN's 64x64 in [-1, 1], the VAE's 28x28 in [0, 1])."""
+    return {**dataset_cfg, "name": None, "resize": [28, 28], "input_size": [28, 28], "normalize": "unit"}
+
+
+def for_dataset(dataset_cfg: dict, cache_dir, epochs: int, device: torch.device,
+                log: Callable[[str], None] = print, splits=None, **arch) -> tuple[MnistFeatures, dict]:
+    """`get_extractor` for a run's data set (resolved config dict), trained on `native(dataset_cfg)`,
+    which is also the cache key: every run on the same images is scored by the same network, GAN and
+    VAE alike. splits: the native splits when already loaded. arch: seed, width, num_features."""
+    from .. import data
+
+    cfg = native(dataset_cfg)
+    if splits is None:
+        splits = data.load(cfg)
+    key = {"dataset": cfg, "n_train": len(splits.train)}
 
     def train_batches(gen):
-        for b in batches(splits.train, batch_size=128, shuffle=True, generator=gen, device=device):
-            yield to_unit(b[0]), b[1]
+        for b in data.batches(splits.train, batch_size=128, shuffle=True, generator=gen, device=device):
+            yield b[0], b[1]
 
     def val_batches():
-        for b in batches(splits.val, batch_size=500, shuffle=False, generator=None, device=device):
-            yield to_unit(b[0]), b[1]
+        for b in data.batches(splits.val, batch_size=500, shuffle=False, generator=None, device=device):
+            yield b[0], b[1]
 
     return get_extractor(cache_dir, key, train_batches, val_batches, epochs, device, log=log, **arch)
 
@@ -256,14 +266,12 @@ def _vae_data(root):
 
 
 def _two_extractors(dataset_cfg, splits, cache_dir, epochs: int, log) -> dict[str, nn.Module]:
-    """The FID network of the VAE rows (the very file their runs use, trained if missing) and the
+    """The FID network of the Table 4 runs (the very file they use, trained if missing) and the
     second one of SECOND, trained the same way on the same data."""
-    from .. import data
-
     out = {}
     for name, arch in ((NAME, {}), ("second: seed 1, width 16, 64 features", SECOND)):
-        model, info = for_dataset(dataset_cfg, splits, data.batches, lambda x: x, cache_dir, epochs,
-                                  torch.device("cpu"), log=log, **arch)
+        model, info = for_dataset(dataset_cfg, cache_dir, epochs, torch.device("cpu"), log=log, splits=splits,
+                                  **arch)
         log(f"{name}: val top-1 {info['fid_extractor_val_top1']:.4f}, {info['fid_extractor_file']}")
         out[name] = model
     return out

@@ -47,8 +47,9 @@ class Generative(Task):
         if self.extractor is None:
             data = OmegaConf.to_container(self.cfg.dataset, resolve=True)
             epochs = int(self.cfg.scale.get("fid_extractor_epochs", 3))
-            self.extractor, self.extra = _fid.for_dataset(data, self.splits, self._batches, self.to_unit,
-                                                          self.cfg.run.cache_dir, epochs, self.device, log=log.info)
+            same = data.get("resize") == [28, 28] and data.get("normalize") == "unit"  # the run's data is the native one
+            self.extractor, self.extra = _fid.for_dataset(data, self.cfg.run.cache_dir, epochs, self.device,
+                                                          log=log.info, splits=self.splits if same else None)
             self.extra["fid_samples"] = self.fid_samples
         return self.extractor
 
