@@ -2,10 +2,6 @@
 real against real is small, blur raises it step by step, noise and a single repeated digit raise it a
 lot, and a second, independently trained extractor ranks these sets the same way."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -70,16 +66,39 @@ def test_check_sets_are_what_they_say():
     assert 0 <= noise.min() and noise.max() <= 1 and not torch.equal(noise, sets["real train"])
 
 
-def test_command_line_refuses_bad_input_before_work(tmp_path):
+def test_command_line_refuses_bad_input_before_work(tmp_path, capsys):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "frx.tasks.fid", *args], capture_output=True, text=True)
+        with pytest.raises(SystemExit) as e:
+            fid.main([*args, "--root", str(tmp_path)])
+        return e.value.code, capsys.readouterr().err
 
-    r = cli("--samples", "0", "--root", str(tmp_path))
-    assert r.returncode == 2 and "--samples must be in [2, 10000]" in r.stderr
-    r = cli("--runs", str(tmp_path / "nope.json"), "--root", str(tmp_path))
-    assert r.returncode == 2 and "no such record" in r.stderr
-    r = cli("--samples", "100", "--root", str(tmp_path))
-    assert r.returncode == 2 and "MNIST is not in" in r.stderr and not (tmp_path / "cache").exists()
+    code, err = cli("--samples", "0")
+    assert code == 2 and "--samples must be in [2, 10000]" in err
+    code, err = cli("--runs", str(tmp_path / "nope.json"))
+    assert code == 2 and "no such record" in err
+    assert fid.main(["--samples", "100", "--root", str(tmp_path)]) == 2
+    assert "MNIST is not in" in capsys.readouterr().err and not (tmp_path / "cache").exists()
+
+
+def test_rescoring_a_run_reproduces_its_fid(tmp_path):
+    """A VAE trained a few steps (smoke scale, MNIST-5k) and rescored from its packed file by the
+    command line's code gets the FID its record holds, from the same cached extractor."""
+    from omegaconf import OmegaConf
+
+    from frx import data
+    from frx.train import compose, run
+
+    r = run(compose(["experiment=table4/vae_fr1", "scale=smoke", "dataset=mnist5k", "dataset.normalize=unit",
+                     "trainer.threads=1", f"run.dir={tmp_path / 'run'}", f"run.records_dir={tmp_path / 'rec'}",
+                     f"run.cache_dir={tmp_path / 'cache'}"]))
+    dataset_cfg = OmegaConf.to_container(OmegaConf.create(r["config"]["dataset"]), resolve=True)
+    splits = data.load(dataset_cfg)
+    ex, info = fid.for_dataset(dataset_cfg, tmp_path / "cache", 1, torch.device("cpu"), splits=splits)
+    assert info["fid_extractor_file"] == r["metric_extra"]["fid_extractor_file"]
+    (record,) = (tmp_path / "rec").rglob("*.json")
+    n = r["metric_extra"]["fid_samples"]
+    table = fid.rescore([record], {"main": ex}, splits.val.x, n)
+    assert table[record.stem]["main"] == pytest.approx(r["metric"]["value"], rel=1e-4)
 
 
 @pytest.mark.slow
@@ -92,9 +111,8 @@ def test_checks_at_full_scale(tmp_path):
     from frx.data import mnist
 
     mnist.import_files(mnist_dir, tmp_path)
-    train, test = fid._mnist(tmp_path)
-    table = fid.checks(fid._two_extractors(tmp_path / "cache", train, test, 3, log=lambda s: None),
-                       train[0], test[0], n=10000)
+    dataset_cfg, splits = fid._vae_data(tmp_path)
+    extractors = fid._two_extractors(dataset_cfg, splits, tmp_path / "cache", 3, log=lambda s: None)
+    table = fid.checks(extractors, splits.train.x, splits.val.x, n=10000)
     table = {k: dict(zip(("main", "second"), v.values())) for k, v in table.items()}
     assert_behaves_like_fid(table)
-    json.dumps(table)

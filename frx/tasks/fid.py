@@ -327,12 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=os.environ.get("FRX_DATA", "./data"), help="data root holding MNIST")
     p.add_argument("--samples", type=int, default=10000, help="images per FID (default 10,000)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs of each extractor")
-    p.add_argument("--cache-dir", default=None, help="default <root>/cache")
+    p.add_argument("--cache-dir", default=None, help="default $FRX_CACHE_DIR, else <root>/cache (as frx-train)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runs", nargs="*", default=[], help="run records (JSON) whose generators to rescore")
+    p.add_argument("--skip-checks", action="store_true", help="with --runs: only rescore the runs")
     a = p.parse_args(argv)
     if not 2 <= a.samples <= 10000:
         p.error("--samples must be in [2, 10000] (MNIST's test set has 10,000 images)")
+    if a.skip_checks and not a.runs:
+        p.error("--skip-checks needs --runs")
     missing = [r for r in a.runs if not Path(r).is_file()]
     if missing:
         p.error(f"no such record: {missing[0]}")
@@ -344,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m frx.tasks.fid: error: {e}", file=sys.stderr)
         return 2
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    cache_dir = a.cache_dir or Path(dataset_cfg["root"]) / "cache"
+    cache_dir = a.cache_dir or os.environ.get("FRX_CACHE_DIR") or Path(dataset_cfg["root"]) / "cache"
     extractors = _two_extractors(dataset_cfg, splits, cache_dir, a.epochs, log)
     train, test = splits.train.x, splits.val.x
-    _print_table(f"FID against {a.samples:,} real MNIST test images", checks(extractors, train, test, a.samples))
+    if not a.skip_checks:
+        _print_table(f"FID against {a.samples:,} real MNIST test images",
+                     checks(extractors, train, test, a.samples))
     if a.runs:
         _print_table(f"generators of finished runs, {a.samples:,} samples each",
                      rescore([Path(r) for r in a.runs], extractors, test, a.samples))
