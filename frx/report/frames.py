@@ -17,8 +17,11 @@ NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
 SCALE_ORDER = {"full": 0, "smoke": 1}
-# a smoke run checks the pipeline: its numbers are shown, never compared with the paper or a baseline
-PIPELINE_CHECK = "smoke: pipeline check"
+# Scales that run an experiment's whole recipe (full: as configured, gpu: the same on a GPU) or
+# evaluate a released model. Any other scale (smoke, a reduced CPU scale) only checks the pipeline:
+# its numbers are shown, never compared with the paper or a baseline.
+RESULT_SCALES = ("full", "gpu", "release")
+PIPELINE_CHECK = "pipeline check"
 # records of a model frx did not train (the authors' release, converted): shown beside the paper's rows
 CONVERTED_SUFFIX = ", evaluated by frx"
 
@@ -31,7 +34,7 @@ DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
 
 
 def is_pipeline_check(scale) -> bool:
-    return scale == "smoke"
+    return scale not in RESULT_SCALES
 
 
 def load_records(records_dir: str | Path) -> list[Record]:
