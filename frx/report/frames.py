@@ -138,7 +138,9 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
     }
     out["rate_ours_paper_convention"] = out["rate_fp16"] if fp16 else out["rate_fp32"]
     if prow is not None and not any(is_pipeline_check(r.scale) for r in recs):
-        out["metric_diff"] = mean - prow.metric
+        # an FID depends on its feature network: frx's is not the paper's, so no Δ against its values
+        if not any(r.metric.get("name") == "fid" for r in recs):
+            out["metric_diff"] = mean - prow.metric
         out["params_diff"] = params_ours - prow.params
         out["rate_diff"] = out["rate_ours_paper_convention"] - prow.rate
     return out
