@@ -120,12 +120,12 @@ class Loop:
         except Exception as e:  # noqa: BLE001  truncated, empty or foreign: torch raises many kinds
             raise UserError(f"cannot resume: {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                             f"delete it to start afresh") from None
-        if state.get("stem") != self.stem:
-            raise UserError(f"{path} belongs to run {state.get('stem')!r}, not {self.stem!r}")
         differ = config_differences(state.get("config"), resolved_config(self.cfg))
         if differ:
             raise UserError(f"cannot resume: {path} was made with other settings: {'; '.join(differ)} "
                             f"(resume with the checkpoint's settings, or drop trainer.resume to start afresh)")
+        if state.get("stem") != self.stem:
+            raise UserError(f"{path} belongs to run {state.get('stem')!r}, not {self.stem!r}")
         if self.pruner is not None:
             _restore_prune_masks(self.pruner, state["model"])
             self.pruner.load_state_dict(state["pruner"])
