@@ -252,9 +252,14 @@ def _validate_dataset(d: DictConfig) -> None:
     _check(vf is None or (isinstance(vf, (int, float)) and 0 < vf < 1),
            f"dataset.val_fraction must be in (0, 1), got {vf!r}")
     try:  # the data layer's own check of normalize (and of mean/std for "standard")
-        scale_images(torch.zeros(1, 1, 1, 1, dtype=torch.uint8), d.get("normalize", "unit"), d.get("mean"), d.get("std"))
+        channels = int(d.get("in_channels") or len(d.get("mean") or [0]))
+        scale_images(torch.zeros(1, channels, 1, 1, dtype=torch.uint8), d.get("normalize", "unit"), d.get("mean"),
+                     d.get("std"))
     except ValueError as e:
         raise UserError(str(e)) from None
+    except RuntimeError:  # mean/std of another length than the channels
+        raise UserError(f"dataset.mean and dataset.std need one value per input channel ({channels}), "
+                        f"got {d.get('mean')} and {d.get('std')}") from None
 
 
 # file systems that hold no user files

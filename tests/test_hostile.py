@@ -44,6 +44,7 @@ def nothing_written(tmp: Path) -> bool:
     ("dataset.val_fraction=0", r"dataset.val_fraction must be in \(0, 1\)"),
     ("dataset.normalize=weird", r"dataset.normalize must be 'standard', 'unit' or 'symmetric'"),
     ("seed=abc", r"seed must be an integer, got 'abc'"),
+    ("dataset.mean=[1,2]", r"dataset.mean and dataset.std need one value per input channel \(1\)"),
     ("trainer.threads=-1", r"trainer.threads must be >= 1"),
     ("trainer.threads=0", r"trainer.threads must be >= 1"),
     ("fr.dims=[]", r"fr.dims must be a non-empty list"),
