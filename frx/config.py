@@ -248,6 +248,9 @@ def _validate_dataset(d: DictConfig) -> None:
         v = d.get(key)
         _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
                f"dataset.{key} must be an integer >= 1 or null, got {v!r}")
+    size = d.get("resize")
+    _check(size is None or (len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)),
+           f"dataset.resize must be [height, width] of integers >= 1 or null, got {size}")
     vf = d.get("val_fraction")
     _check(vf is None or (isinstance(vf, (int, float)) and 0 < vf < 1),
            f"dataset.val_fraction must be in (0, 1), got {vf!r}")

@@ -42,6 +42,8 @@ def nothing_written(tmp: Path) -> bool:
     ("dataset.limit_val=-1", r"dataset.limit_val must be an integer >= 1"),
     ("dataset.val_fraction=1.0", r"dataset.val_fraction must be in \(0, 1\)"),
     ("dataset.val_fraction=0", r"dataset.val_fraction must be in \(0, 1\)"),
+    ("dataset.resize=[0,28]", r"dataset.resize must be \[height, width\] of integers >= 1"),
+    ("dataset.resize=[28]", r"dataset.resize must be \[height, width\]"),
     ("dataset.normalize=weird", r"dataset.normalize must be 'standard', 'unit' or 'symmetric'"),
     ("seed=abc", r"seed must be an integer, got 'abc'"),
     ("dataset.mean=[1,2]", r"dataset.mean and dataset.std need one value per input channel \(1\)"),
