@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+import frx
 import frx.config
 import frx.train
 from frx import checkpoint
 from frx.data import cli as data_cli
-from frx.fr import codec
+from frx.fr import codec, fr_tensors
 from frx.rundir import locked
 from frx.train import UserError, compose, run
 
@@ -223,3 +225,82 @@ def test_frx_data_import_of_a_damaged_gz_is_one_line(tmp_path, capsys, damaged, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("frx-data: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "root").exists()
+
+
+# ---------------------------------------------------------------- the method (frx.regularize) and its handle
+
+@pytest.mark.parametrize("override, message", [
+    ("fr.dims=[7]", r"conv1.weight: dims \[7\] out of range for a 4-dim weight"),
+    ("fr.include=[nomatch]", r"include pattern 'nomatch' matches no weight of a Conv/Linear layer \(layers: conv1, "),
+    ("fr.exclude=[nomatch]", r"exclude pattern 'nomatch' matches no weight"),
+    ("fr.min_kept={conv:abc}", r"bad value for fr.min_kept"),
+    ("fr.min_kept={conv:-5}", r"fr.min_kept values must be >= 1"),
+])
+def test_fr_setting_that_does_not_fit_the_model_fails_before_any_work(tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        run(compose(tmp_overrides(tmp_path, "experiment=demo", override)))
+    assert not (tmp_path / "run").exists() and nothing_written(tmp_path)
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+
+def _tied() -> nn.Module:
+    net = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    net[1].weight = net[0].weight
+    return net
+
+
+def _half_done() -> nn.Module:
+    net = _net()
+    frx.regularize(net, include=["2"])
+    return net
+
+
+def _on_meta() -> nn.Module:
+    with torch.device("meta"):
+        return _net()
+
+
+@pytest.mark.parametrize("make, kwargs, message", [
+    (_net, {"dims": [7]}, r"0.weight: dims \[7\] out of range for a 4-dim weight \(dims run from -4 to 3\)"),
+    (lambda: nn.Conv2d(1, 4, 3), {"dims": [9]}, r"dims \[9\] out of range"),
+    (lambda: nn.Conv2d(1, 4, 3), {"dims": [-5]}, r"dims \[-5\] out of range"),
+    (_net, {"dims": []}, "dims must name at least one dimension"),
+    (_tied, {}, r"0.weight is one tensor with 1.weight \(tied weights\)"),
+    (_tied, {"include": ["0"]}, r"0.weight is one tensor with 1.weight \(tied weights\)"),
+    (_net, {"min_kept": {"conv": -5}}, r"min_kept\['conv'\] must be an integer >= 1, got -5"),
+    (_net, {"min_kept": {"conv": "abc"}}, r"min_kept\['conv'\] must be an integer >= 1, got 'abc'"),
+    (_net, {"views": {"no.such.weight": (1, 2)}}, "views name weights that are not regularized: no.such.weight"),
+    (_net, {"views": {"2.weight": (10, 5)}}, r"2.weight: view \(10, 5\) does not match weight shape \(10, 144\)"),
+    (_on_meta, {}, "0.weight is on the meta device"),
+    (lambda: nn.Linear(0, 5), {}, r"weight has no elements \(shape \(5, 0\)\)"),
+    (_half_done, {}, "2.weight is already regularized"),
+    (_net, {"include": ["nomatch"]}, r"include pattern 'nomatch' matches no weight .*\(layers: 0, 2\)"),
+    (_net, {"exclude": ["Conv2d", "Linear"]}, "no weight to regularize"),
+], ids=["dims-7", "conv-dims-9", "dims-neg", "dims-empty", "tied", "tied-one", "min_kept-neg", "min_kept-str",
+        "views-stray", "views-shape", "meta", "empty-linear", "half-done", "include-nomatch", "exclude-all"])
+def test_regularize_refuses_before_changing_the_model(make, kwargs, message):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Linear(0, 5): torch warns of its empty init
+        net = make()
+    before = {n for n, _, _ in fr_tensors(net)}
+    weights = {} if make is _on_meta else {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        frx.regularize(net, **kwargs)
+    assert {n for n, _, _ in fr_tensors(net)} == before  # nothing changed, nothing half-applied
+    for k, v in weights.items():
+        assert torch.equal(net.state_dict()[k], v)
+
+
+def test_fr_handle_refuses_to_act_after_export():
+    net = _net()
+    fr = frx.regularize(net, epsilon=0.1, gamma=0.5)
+    frx.export(net)
+    net.train()
+    for act in (fr.step, fr.epoch_end, fr.kept):
+        with pytest.raises(RuntimeError, match=r"0.weight is no longer regularized \(the model was exported\)"):
+            act()
