@@ -293,9 +293,21 @@ def check_free_space(folder: Path, need: int, key: str = "run.dir") -> None:
                          f"this model needs about {need / 2**20:.1f} MiB")
 
 
-class ValidateSweep(Callback):
-    """Hydra callback (hydra.callbacks in config.yaml): before a sweep (-m) launches any job, compose and
-    check every point of it, so that one bad point stops the sweep before anything trains."""
+def _refuse(what: str, e: Exception) -> None:
+    print(f"frx-train: error: {what}{str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class ValidateFirst(Callback):
+    """Hydra callback (hydra.callbacks in config.yaml): checks the config and its folders before Hydra makes
+    the run folder, and every point of a sweep (-m) before it launches any job, so that one bad point stops
+    the sweep before anything trains."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_paths(validate(config))
+        except UserError as e:
+            _refuse("", e)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         overrides = list(config.hydra.overrides.task)
@@ -307,9 +319,7 @@ class ValidateSweep(Callback):
                 cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
                 check_paths(validate(cfg))
             except (UserError, OmegaConfBaseException) as e:
-                print(f"frx-train: error: sweep point {' '.join(swept)}: {str(e).splitlines()[0]}", file=sys.stderr,
-                      flush=True)
-                sys.exit(2)
+                _refuse(f"sweep point {' '.join(swept)}: ", e)
 
 
 def resolved_config(cfg: DictConfig) -> dict:

@@ -90,14 +90,21 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists() and nothing_written(tmp_path)
 
 
-def test_cli_error_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("override, line", [
+    ("trainer.grad_clip=-1", "trainer.grad_clip must be > 0 or null, got -1.0"),
+    ("run.dir={tmp}/afile/sub", "run.dir={tmp}/afile/sub is under {tmp}/afile, which is a file, not a folder"),
+    ("run.dir=/proc/frx", "run.dir=/proc/frx is in /proc: pick a folder for files"),
+])
+def test_cli_error_is_one_line_and_status_2(tmp_path, monkeypatch, capsys, override, line):
+    """Checked before Hydra makes the run folder (which would fail with a traceback for a bad path)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["frx-train", "trainer.grad_clip=-1", *tmp_overrides(tmp_path)])
+    (tmp_path / "afile").write_text("mine")
+    monkeypatch.setattr(sys, "argv", ["frx-train", *tmp_overrides(tmp_path), override.format(tmp=tmp_path)])
     with pytest.raises(SystemExit) as exit_:
         frx.train.main()
-    err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert err.strip() == "frx-train: error: trainer.grad_clip must be > 0 or null, got -1.0"
+    assert capsys.readouterr().err.strip() == "frx-train: error: " + line.format(tmp=tmp_path)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
 
 
 def test_sweep_with_one_bad_point_fails_before_any_job(tmp_path, monkeypatch, capsys):
