@@ -283,14 +283,14 @@ def check_paths(cfg: DictConfig) -> None:
         _check(os.access(existing, os.W_OK | os.X_OK), f"{key}={path}: {existing} is not writable")
 
 
-def check_free_space(folder: Path, need: int, key: str = "run.dir") -> None:
+def check_free_space(folder: Path, need: int, key: str = "run.dir", what: str = "a checkpoint of this model") -> None:
     """Refuse to start when `folder` (or its nearest existing parent) has less than `need` bytes free."""
     existing = Path(folder).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     free = shutil.disk_usage(existing).free
-    _check(free >= need, f"{key}={folder}: only {free / 2**20:.1f} MiB free on its disk, a checkpoint of "
-                         f"this model needs about {need / 2**20:.1f} MiB")
+    _check(free >= need, f"{key}={folder}: only {free / 2**20:.1f} MiB free on its disk, {what} "
+                         f"needs about {need / 2**20:.1f} MiB")
 
 
 def _refuse(what: str, e: Exception) -> None:

@@ -91,6 +91,7 @@ def run(cfg: DictConfig) -> Record:
     # a checkpoint holds the model and up to two optimizer states per weight; the packed files less
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     check_free_space(run_dir, 4 * state_bytes + 2**20)
+    check_free_space(record_path.parent, cfg.run.keep_packed_max_bytes + 2**20, "run.records_dir", "the record")
     run_dir.mkdir(parents=True, exist_ok=True)
     with locked(run_dir):
         _refuse_finished(cfg, record_path)  # again: another run may have finished it meanwhile

@@ -88,12 +88,22 @@ def test_bad_path_fails_before_any_work(tmp_path):
     assert afile.read_text() == "mine" and nothing_written(tmp_path) and not (tmp_path / "run").exists()
 
 
-def test_full_disk_fails_before_training(tmp_path, monkeypatch):
+@pytest.mark.parametrize("full, message", [
+    ("run", r"run.dir=.*: only 0.0 MiB free on its disk, a checkpoint of this model needs about"),
+    ("records", r"run.records_dir=.*: only 0.0 MiB free on its disk, the record needs about 1.1 MiB"),
+])
+def test_full_disk_fails_before_training(tmp_path, monkeypatch, full, message):
     real = frx.config.shutil.disk_usage
-    monkeypatch.setattr(frx.config.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
-    with pytest.raises(UserError, match=r"run.dir=.*only 0.0 MiB free on its disk, a checkpoint .* needs about"):
+    (tmp_path / full).mkdir()
+
+    def usage(path):
+        du = real(path)
+        return du._replace(free=1000) if Path(path) == tmp_path / full else du
+
+    monkeypatch.setattr(frx.config.shutil, "disk_usage", usage)
+    with pytest.raises(UserError, match=message):
         run(compose(tmp_overrides(tmp_path, *SMOKE)))
-    assert not (tmp_path / "run").exists() and nothing_written(tmp_path)
+    assert nothing_written(tmp_path) and not (tmp_path / "run" / checkpoint.FILENAME).exists()
 
 
 @pytest.mark.parametrize("override, line", [
