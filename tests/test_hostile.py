@@ -314,3 +314,13 @@ def test_fr_handle_refuses_to_act_after_export():
     for act in (fr.step, fr.epoch_end, fr.kept):
         with pytest.raises(RuntimeError, match=r"0.weight is no longer regularized \(the model was exported\)"):
             act()
+
+
+def test_frx_data_import_into_a_root_under_a_file_is_one_line(tmp_path, capsys):
+    src = tmp_path / "src"
+    _mnist_files(src, _idx((2, 28, 28)), gz=False)
+    (tmp_path / "afile").write_text("mine")
+    assert data_cli.main(["--root", str(tmp_path / "afile" / "root"), "import", "mnist", str(src), "--no-verify"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("frx-data: error: ") and "Not a directory" in err and "\n" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
