@@ -222,7 +222,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(not (tr.device.startswith("cuda") and not torch.cuda.is_available()),
            f"trainer.device={tr.device} but no CUDA device is available (use trainer.device=auto)")
     _check(out.run.table in (None, 1, 2, 3, 4), f"run.table must be 1-4 or null, got {out.run.table}")
-    _check(isinstance(out.seed, int) and not isinstance(out.seed, bool), f"seed must be an integer, got {out.seed!r}")
+    _check(isinstance(out.seed, int) and not isinstance(out.seed, bool) and -2**63 <= out.seed < 2**63,
+           f"seed must be a 64-bit integer, got {out.seed!r}")
     _check(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {tr.grad_clip}")
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     opt = tr.optimizer
