@@ -20,6 +20,7 @@ from hydra import compose as hydra_compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.core.config_store import ConfigStore
@@ -332,7 +333,7 @@ class ValidateFirst(Callback):
             try:
                 cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
                 check_paths(validate(cfg))
-            except (UserError, OmegaConfBaseException) as e:
+            except (UserError, OmegaConfBaseException, HydraException) as e:
                 _refuse(f"sweep point {' '.join(swept)}: ", e)
 
 

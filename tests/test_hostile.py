@@ -124,15 +124,18 @@ def test_cli_error_is_one_line_and_status_2(tmp_path, monkeypatch, capsys, overr
     assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
 
 
-def test_sweep_with_one_bad_point_fails_before_any_job(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("sweep, line", [
+    ("fr.epsilon=0.01,0", "sweep point fr.epsilon=0: fr.epsilon must be in (0, 1], got 0.0"),
+    ("model=lenet5,nosuch", "sweep point model=nosuch: In 'config': Could not find 'model/nosuch'"),
+])
+def test_sweep_with_one_bad_point_fails_before_any_job(tmp_path, monkeypatch, capsys, sweep, line):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["frx-train", "-m", "fr.epsilon=0.01,0", *SMOKE,
-                                      f"run.records_dir={tmp_path / 'records'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    monkeypatch.setattr(sys, "argv", ["frx-train", "-m", sweep, *SMOKE, f"run.records_dir={tmp_path / 'records'}",
+                                      f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     with pytest.raises(SystemExit) as exit_:
         frx.train.main()
-    err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert err.strip() == "frx-train: error: sweep point fr.epsilon=0: fr.epsilon must be in (0, 1], got 0.0"
+    assert capsys.readouterr().err.strip() == "frx-train: error: " + line
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "outputs").exists() and nothing_written(tmp_path)
 
 
