@@ -163,17 +163,29 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, damage):
     assert nothing_written(tmp_path)
 
 
-def test_resume_with_other_settings_says_what_differs(tmp_path):
-    """A one-epoch run, then a resume that changes lr, epochs and epsilon (same run name by run.tag)."""
-    first = run(compose(tmp_overrides(tmp_path, *SMOKE, "run.tag=t")))
-    assert first.epochs[-1]["epoch"] == 1
-    changed = [f"run.records_dir={tmp_path / 'records2'}", "trainer.optimizer.lr=0.5", "trainer.epochs=2",
-               "fr.epsilon=0.5"]
-    lr = first.config["trainer"]["optimizer"]["lr"]
+class Killed(Exception):
+    pass
+
+
+def test_resume_with_other_settings_says_what_differs(tmp_path, monkeypatch):
+    """A run stopped after its first epoch's checkpoint, then resumed with another lr, epochs and epsilon."""
+    real_save = checkpoint.save
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        raise Killed
+
+    base = tmp_overrides(tmp_path, *SMOKE, "trainer.epochs=2", "run.tag=t")
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save", save_then_stop)
+        with pytest.raises(Killed):
+            run(compose(base))
+    lr = checkpoint.load(tmp_path / "run" / checkpoint.FILENAME)["config"]["trainer"]["optimizer"]["lr"]
+    changed = ["trainer.optimizer.lr=0.5", "trainer.epochs=3", "fr.epsilon=0.5", "trainer.resume=true"]
     with pytest.raises(UserError, match=rf"was made with other settings: fr.epsilon \S+ -> 0.5; prune.epsilon \S+ -> "
-                                        rf"0.5; trainer.epochs 1 -> 2; trainer.optimizer.lr {lr} -> 0.5 \("):
-        run(compose(tmp_overrides(tmp_path, *SMOKE, "run.tag=t", "trainer.resume=true", *changed)))
-    assert not (tmp_path / "records2").exists()
+                                        rf"0.5; trainer.epochs 2 -> 3; trainer.optimizer.lr {lr} -> 0.5 \("):
+        run(compose([*base, *changed]))
+    assert nothing_written(tmp_path)
 
 
 def test_copy_beside_the_record_is_atomic(tmp_path, monkeypatch):
