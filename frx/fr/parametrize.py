@@ -427,6 +427,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
     factored: let Linear and Conv2d layers train without building W where that is cheaper
     (same results to float32 rounding; see `FactoredForward`).
+    Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
     min_kept = dict(MIN_KEPT if min_kept is None else min_kept)
