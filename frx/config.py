@@ -206,6 +206,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     Returns the config with the typed groups merged onto their schemas."""
     out = _typed_groups(cfg)
     fr, tr, pr, sc = out.fr, out.trainer, out.prune, out.scale
+    try:
+        models.check_config(out.model)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     for name, v in (("fr.epsilon", fr.epsilon), ("fr.gamma", fr.gamma), ("prune.epsilon", pr.epsilon)):
         _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
     choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS), "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
@@ -263,6 +267,9 @@ def _validate_dataset(d: DictConfig) -> None:
         v = d.get(key)
         _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
                f"dataset.{key} must be an integer >= 1 or null, got {v!r}")
+    seed = d.get("split_seed")
+    _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
+           f"dataset.split_seed must be an integer, got {seed!r}")
     size = d.get("resize")
     _check(size is None or (len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)),
            f"dataset.resize must be [height, width] of integers >= 1 or null, got {size}")
