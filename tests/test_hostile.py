@@ -64,6 +64,10 @@ def nothing_written(tmp: Path) -> bool:
     ("trainer.optimizer.momentum=1.5", r"trainer.optimizer.momentum must be in \[0, 1\)"),
     ("trainer.scheduler.min_lr=1", r"trainer.scheduler.min_lr must be in \[0, trainer.optimizer.lr\]"),
     ("run.keep_packed_max_bytes=-1", r"run.keep_packed_max_bytes must be >= 0"),
+    ("trainer.amp_dtype=int8", r"trainer.amp_dtype must be one of float16, bfloat16"),
+    ("trainer.scheduler.name=onecycle", r"trainer.scheduler.name must be one of cosine, linear, none"),
+    ("trainer.label_smoothing=1.5", r"label_smoothing must be in \[0, 1\)"),
+    ("trainer.log_every=0", r"trainer.log_every must be >= 1"),
     # settings that do not fit the model: refused by frx.regularize before any work
     ("fr.dims=[7]", r"conv1.weight: dims \[7\] out of range for a 4-dim weight"),
     ("fr.include=[nomatch]", r"include pattern 'nomatch' matches no weight of a Conv/Linear layer \(layers: conv1, "),
