@@ -18,21 +18,21 @@ from typing import Any, Dict, List, Optional
 import torch
 from hydra import compose as hydra_compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import models, tasks
 from .data.common import scale_images
-from .naming import NOT_COMPUTING, under
 from .fr.mask import KINDS
 from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
 from .fr.schedule import UNITS
+from .naming import NOT_COMPUTING, under
 from .prune import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
