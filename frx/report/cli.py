@@ -35,13 +35,14 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
+from ..naming import PAPER_RECORDS
 from .figures import write_figures
 from .frames import NOT_RUN, load_records
 from .paper import PAPER
 from .writers import write_layers, write_table
 
 
-def generate(records_dir: str | Path = "results/runs", out: str | Path = "results", figures: bool = True) -> dict:
+def generate(records_dir: str | Path = PAPER_RECORDS, out: str | Path = "results", figures: bool = True) -> dict:
     """Write every table, per-layer table and figure; returns {table number: frames}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def generate(records_dir: str | Path = "results/runs", out: str | Path = "result
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="frx-report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--records", default="results/runs", help="directory of run records (searched recursively)")
+    ap.add_argument("--records", default=PAPER_RECORDS, help="directory of run records (searched recursively)")
     ap.add_argument("--out", default="results", help="output directory for tables, layers/ and figures/")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     args = ap.parse_args(argv)
