@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	@echo "== frx setup: creating $(VENV) and installing frx into it (first use only; torch is large)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	@echo "== [1/3] pip itself"
-	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --upgrade pip
 	@echo "== [2/3] torch 2.14.1 and torchvision 0.29.1"
-	$(PY) -m pip install --progress-bar on torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	@echo "== [3/3] frx and its dependencies (hydra, pandas, matplotlib, ...; pytest for the tests)"
-	$(PY) -m pip install --progress-bar on -e '.[test]'
+	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 	@echo "== frx setup done"
 

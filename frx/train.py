@@ -34,7 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import data, models, tasks
+from . import checkpoint, data, models, tasks
 from .cli import check_command_line
 from .config import CONF_DIR, UserError, compose, task_name, validate
 from .finish import finish
@@ -112,7 +112,10 @@ def _main(cfg: DictConfig) -> None:
     except RunFinished as e:  # a note, not an error: a sweep goes on with its other points
         print(f"frx-train: {e}", flush=True)
     except (Interrupted, KeyboardInterrupt) as e:
-        what = str(e) if isinstance(e, Interrupted) else "interrupted (the last finished epoch's checkpoint is kept)"
+        saved = Path(str(cfg.run.dir)) / checkpoint.FILENAME
+        what = str(e) if isinstance(e, Interrupted) else (
+            f"interrupted; {saved} (after the last finished epoch) is kept" if saved.exists()
+            else "interrupted before the first checkpoint")
         print(f"\nfrx-train: {what}\n  resume with: {resume_command(cfg)}", file=sys.stderr, flush=True)
         sys.exit(130)
     except UserError as e:
