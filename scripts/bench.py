@@ -1,17 +1,29 @@
 """Speed and size benchmarks for the FR core, measured side by side in one run.
 
-    python scripts/bench.py [--steps 30] [--repeats 5] [--device cpu] [--threads N]
+    python scripts/bench.py [--quick] [--rounds 3] [--steps 30] [--model-steps 1] [--device cpu]
+                            [--threads N] [--models resnet18 vgg16 alexnet] [--batches 32 128]
+                            [--linear 512 1024 2048 4096 8192] [--sections ...]
 
-1. LeNet-5 training step (batch 128, Adam): plain, frx FR (truncated IDCT of the
-   kept corner), and FR with a full-tensor IDCT every step; ratios to plain.
-   Rounds are interleaved so machine noise hits every variant alike.
-2. Time to build the zigzag mask of an AlexNet-fc1-sized tensor (4096 x 9216).
-3. Packed bytes per kept coefficient (float16) of a LeNet-5 at the paper's v2 floors.
+Every timing section compares variants of one training step (Adam, cross-entropy)
+in interleaved rounds, so machine noise hits every variant alike, and prints the
+ratio to the plain step as the median over rounds with its spread [min - max]:
+
+  plain       the unregularized network;
+  FR          frx FR: each Linear/Conv2d applies the DCT factors to its activations
+              or rebuilds W, whichever a cost count says is cheaper;
+  FR rebuild  frx FR always rebuilding W (the truncated corner IDCT), `factored=False`;
+  full IDCT   (LeNet-5 only) the whole masked tensor through the IDCT every step.
+
+Budgets: beta = 1 (every run's start, nothing dropped), v1 (1 % per tensor) and
+v2 (0.1 %), with the paper's floors (128 per conv tensor, 256 per linear tensor).
+Then: the time of `regularize()` on AlexNet, of the zigzag mask of AlexNet's fc1,
+and the packed size of a LeNet-5 at the v2 floors.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -24,7 +36,11 @@ from torch.nn.utils import parametrize
 import frx
 from frx.fr import full_mask, idctn
 from frx.fr.mask import corner_mask, l1_counts
+from frx.fr.parametrize import FactoredForward
 from frx.models import build
+
+BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}
+INPUTS = {"lenet5": (1, 28), "resnet18": (3, 32), "vgg16": (3, 32), "alexnet": (3, 64)}
 
 
 class FullIDCT(nn.Module):
@@ -39,61 +55,132 @@ class FullIDCT(nn.Module):
         return idctn(t.reshape(self.p.view) * self.mask).reshape(self.p.shape)
 
 
-def lenet5_variants(device):
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Runner:
+    """One model, its optimizer and a fixed batch; `time(steps)` gives seconds per training step."""
+
+    def __init__(self, model, x, y):
+        self.model, self.x, self.y = model.train(), x, y
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        self.loss = nn.CrossEntropyLoss() if y.dtype == torch.long else nn.MSELoss()
+
+    def step(self):
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+    def time(self, steps):
+        self.step()  # warm-up: allocations, cached matrices, masks, the layers' route
+        _sync(self.x.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        _sync(self.x.device)
+        return (time.perf_counter() - t0) / steps
+
+
+def _spread(ratios):
+    return f"{statistics.median(ratios):5.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+
+
+def compare(title, plain, frs, budgets, steps, rounds):
+    """Interleaved rounds: per budget, plain then each FR variant; prints ratios to plain."""
+    times = {(b, name): [] for b in budgets for name in ["plain", *frs]}
+    for _ in range(rounds):
+        for b, beta in budgets.items():
+            times[(b, "plain")].append(plain.time(steps))
+            for name, (runner, handle) in frs.items():
+                handle.set_beta(beta)
+                times[(b, name)].append(runner.time(steps))
+    print(title)
+    rows = {}
+    for b in budgets:
+        base = times[(b, "plain")]
+        line = f"  {b:<8} plain {statistics.median(base) * 1e3:9.1f} ms"
+        for name, (runner, handle) in frs.items():
+            handle.set_beta(budgets[b])
+            ratios = [t / p for t, p in zip(times[(b, name)], base)]
+            rows[(b, name)] = ratios
+            line += f" | {name} {_spread(ratios)}"
+        factored = [m.forward._choice[1] for m in frs[next(iter(frs))][0].model.modules()
+                    if isinstance(m.__dict__.get("forward"), FactoredForward) and m.forward._choice]
+        print(line + f" | factored layers {sum(factored)}/{len(factored)}")
+    return rows
+
+
+VARIANTS = {"FR": True, "FR rebuild": False}
+
+
+def _fr_variants(make, device, variants=tuple(VARIANTS)):
+    out = {}
+    for name in variants:
+        factored = VARIANTS[name]
+        torch.manual_seed(0)
+        model = make().to(device)
+        out[name] = (model, frx.regularize(model, epsilon=0.001, gamma=1.0, factored=factored))
+    return out
+
+
+def bench_model(name, batch, device, steps, rounds, budgets, variants):
+    c, size = INPUTS[name]
+    x = torch.randn(batch, c, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     torch.manual_seed(0)
-    plain = build("lenet5").to(device)
-    fr_model = build("lenet5").to(device)
-    fr = frx.regularize(fr_model, epsilon=0.001, gamma=1.0)  # gamma=1: straight to the v2 floors
-    fr_model.train()
-    fr.step()
-    full_model = build("lenet5").to(device)
-    full_fr = frx.regularize(full_model, epsilon=0.001, gamma=1.0)
-    full_model.train()
-    full_fr.step()
+    plain = Runner(build(name).to(device), x, y)
+    frs = {k: (Runner(m, x, y), h) for k, (m, h) in _fr_variants(lambda: build(name), device, variants).items()}
+    compare(f"{name}, batch {batch}, {device}, {steps} steps x {rounds} interleaved rounds: FR / plain, "
+            "median [min-max]", plain, frs, budgets, steps, rounds)
+
+
+def bench_linear(n, batch, device, steps, rounds, budgets, variants):
+    x = torch.randn(batch, n, device=device)
+    y = torch.randn(batch, n, device=device)
+    torch.manual_seed(0)
+    plain = Runner(nn.Linear(n, n).to(device), x, y)
+    frs = {k: (Runner(m, x, y), h) for k, (m, h) in _fr_variants(lambda: nn.Linear(n, n), device, variants).items()}
+    compare(f"Linear({n}, {n}), batch {batch}, {device}, {steps} steps x {rounds} rounds", plain, frs,
+            budgets, steps, rounds)
+
+
+def bench_lenet5(device, steps, rounds):
+    """LeNet-5 at the v2 floors, batch 128: plain, frx FR, FR rebuilt, full-tensor IDCT."""
+    x = torch.randn(128, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (128,), device=device)
+    torch.manual_seed(0)
+    plain = Runner(build("lenet5").to(device), x, y)
+    frs = {k: (Runner(m, x, y), h) for k, (m, h) in _fr_variants(lambda: build("lenet5"), device).items()}
+    full_model, full_fr = _fr_variants(lambda: build("lenet5"), device)["FR rebuild"]
+    full_fr.set_beta(0.001)
     for _, module, p in frx.fr.fr_tensors(full_model):
         original = module.parametrizations.weight.original
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         parametrize.register_parametrization(module, "weight", FullIDCT(p).to(device), unsafe=True)
         with torch.no_grad():
             module.parametrizations.weight.original.copy_(original)
-    return {"plain": plain, "frx FR": fr_model, "full IDCT": full_model}, fr
+
+    class _Fixed:  # the full-IDCT model's budget is fixed at build time
+        @staticmethod
+        def set_beta(beta):
+            pass
+
+    frs["full IDCT"] = (Runner(full_model, x, y), _Fixed)
+    kept = frs["FR"][1]
+    kept.set_beta(0.001)
+    compare(f"LeNet-5, batch 128, {device}, {steps} steps x {rounds} rounds (kept {kept.kept():,} of "
+            f"{kept.dense():,})", plain, frs, {"v2 0.1%": 0.001}, steps, rounds)
 
 
-def time_steps(model, x, y, steps, device):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    step()  # warm-up: allocations, cached cosine matrices and masks
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def bench_setup():
+    torch.manual_seed(0)
+    model = build("alexnet")
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
-
-
-def bench_step(device, steps, repeats):
-    models, fr = lenet5_variants(device)
-    x = torch.randn(128, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (128,), device=device)
-    times = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
-            times[name].append(time_steps(model.train(), x, y, steps, device))
-    base = statistics.median(times["plain"])
-    print(f"LeNet-5 training step, batch 128, {device}, {steps} steps x {repeats} interleaved rounds (median)")
-    print(f"  FR kept coefficients: {fr.kept():,} of {fr.dense():,}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"  {name:<10} {med * 1e3:8.2f} ms/step   {med / base:5.2f}x plain")
-    return {name: statistics.median(ts) / base for name, ts in times.items()}
+    frx.regularize(model)
+    print(f"regularize() of AlexNet (57M weights, init = DCT of the layers' own weights): "
+          f"{time.perf_counter() - t0:.2f} s")
 
 
 def bench_mask():
@@ -128,17 +215,41 @@ def bench_pack():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true",
+                    help="3 rounds, batch 32 only, Linear n = 512, 2048, 8192, 10 LeNet-5 steps")
+    ap.add_argument("--steps", type=int, default=30, help="timed LeNet-5 steps per variant per round")
+    ap.add_argument("--model-steps", type=int, default=1, help="timed steps of the bigger networks per round")
+    ap.add_argument("--rounds", "--repeats", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--models", nargs="*", default=["resnet18", "vgg16", "alexnet"], choices=sorted(INPUTS))
+    ap.add_argument("--batches", nargs="*", type=int, default=[32, 128])
+    ap.add_argument("--linear", nargs="*", type=int, default=[512, 1024, 2048, 4096, 8192])
+    ap.add_argument("--sections", nargs="*", default=["lenet5", "models", "linear", "setup", "mask", "pack"])
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.rounds, args.batches, args.linear = 10, 3, [32], [512, 2048, 8192]
+    if min([args.steps, args.model_steps, args.rounds, *args.batches, *args.linear]) < 1:
+        ap.error("--steps, --model-steps, --rounds, --batches and --linear must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bench_step(torch.device(args.device), args.steps, args.repeats)
-    bench_mask()
-    bench_pack()
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if "lenet5" in args.sections:
+        bench_lenet5(device, max(args.steps, 10), args.rounds)  # ~0.2 s steps: fewer would time noise
+    for batch in args.batches if "models" in args.sections else []:
+        for name in args.models:
+            bench_model(name, batch, device, args.model_steps, args.rounds, BUDGETS, args.variants)
+    for batch in args.batches if "linear" in args.sections else []:
+        for n in args.linear:
+            bench_linear(n, batch, device, args.model_steps, args.rounds, BUDGETS, args.variants)
+    if "setup" in args.sections:
+        bench_setup()
+    if "mask" in args.sections:
+        bench_mask()
+    if "pack" in args.sections:
+        bench_pack()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Orthonormal DCT-II / DCT-III over any subset of a tensor's dimensions.
 
-Every transform here is a product of small dense cosine matrices applied one
-dimension at a time, so it is differentiable and runs on any device. The
-truncated inverse multiplies only the low-frequency corner of the coefficients
-by the first columns of each inverse matrix: coefficients outside the corner are
-zero by construction of the mask, so the result equals the full inverse.
+Each dimension is transformed on its own, in one of two exact ways chosen per
+dimension by cost: a product with a dense cosine matrix (best for short dims and
+for narrow corners), or an FFT of length n (Makhoul's reordering), which costs
+O(log n) per element instead of O(n). Both are differentiable and run on any
+device. The truncated inverse expands only the low-frequency corner of the
+coefficients: coefficients outside it are zero by construction of the mask, so
+the result equals the full inverse.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ from typing import Sequence
 
 import torch
 
+# The FFT path is taken along a dim of size n expanded from (or truncated to) c
+# coefficients when c > FFT_FACTOR * log2(n) and n >= FFT_MIN. The cosine matrix
+# runs as one GEMM, so it stays faster far longer than flop counts suggest:
+# measured (float32, one CPU thread, n = 512 ... 9,216) the two break even
+# near c = 250-380, and the FFT is 4-10x faster at c = n = 4,096.
+FFT_FACTOR = 28.0
+FFT_MIN = 256
+
 
 @lru_cache(maxsize=256)
-def _dct_matrix_cached(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+def _cos_rows(n: int, rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # the first `rows` rows of the n x n orthonormal DCT-II matrix
+    k = torch.arange(rows, dtype=torch.float64).unsqueeze(1)
     i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
     c = torch.cos(math.pi / n * (i + 0.5) * k) * math.sqrt(2.0 / n)
     c[0] /= math.sqrt(2.0)
@@ -30,22 +41,105 @@ def dct_matrix(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
 
     Cached per (size, device, dtype); callers must not modify the result in place.
     """
-    return _dct_matrix_cached(int(n), torch.device(device or "cpu"), dtype)
+    return _cos_rows(int(n), int(n), torch.device(device or "cpu"), dtype)
 
 
 @lru_cache(maxsize=256)
 def _inverse_columns(n: int, c: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # first c basis functions of the inverse, as an (n, c) contiguous matrix
-    return _dct_matrix_cached(n, device, dtype)[:c].T.contiguous()
+    return _cos_rows(n, c, device, dtype).T.contiguous()
 
 
-def _apply(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:
-    """Contract dimension `dim` of x (size mat.shape[1]) with mat: out[.., j, ..] = sum_i mat[j, i] x[.., i, ..]."""
+def use_fft(n: int, c: int) -> bool:
+    """Whether a dim of size n with c coefficients is cheaper by FFT than by the cosine matrix."""
+    return n >= FFT_MIN and c > FFT_FACTOR * math.log2(n)
+
+
+@lru_cache(maxsize=256)
+def _fft_tables(n: int, device: torch.device, dtype: torch.dtype):
+    """Reordering and twiddles of the length-n FFT DCT (see `_dct_last`, `_idct_last`)."""
+    order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])  # even samples, then odd reversed
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    scale = torch.full_like(k, math.sqrt(2.0 / n))
+    scale[0] = math.sqrt(1.0 / n)
+    angle = -math.pi * k / (2 * n)
+    cplx = torch.complex128 if dtype == torch.float64 else torch.complex64
+    fwd = torch.polar(scale, angle).to(device=device, dtype=cplx)  # X_k = Re(V_k * fwd_k)
+    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)  # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    return order.to(device), fwd, inv, (1 / scale).to(device=device, dtype=dtype)
+
+
+def _dct_last(x: torch.Tensor, c: int) -> torch.Tensor:
+    """The first c orthonormal DCT-II coefficients along the last dim, by one real FFT of length n."""
+    n = x.shape[-1]
+    order, fwd = _fft_tables(n, x.device, x.dtype)[:2]
+    w = torch.fft.rfft(x.index_select(-1, order))
+    if c <= n // 2 + 1:
+        return (w[..., :c] * fwd[:c]).real
+    w = w * fwd
+    return torch.cat([w.real, -w.imag[..., n - c + 1:(n + 1) // 2].flip(-1)], -1)  # X_{n-k} = -Im(w_k)
+
+
+def _idct_last(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Orthonormal DCT-III to length n along the last dim of x, whose c <= n entries are the first coefficients."""
+    c = x.shape[-1]
+    inv, inv_scale = _fft_tables(n, x.device, x.dtype)[2:]
+    h = n // 2 + 1
+    a = x[..., :h] * inv_scale[:min(c, h)]  # X_k / s_k
+    if c < h:
+        a = torch.nn.functional.pad(a, (0, h - c))
+    if c > n - n // 2:  # coefficients past the middle: b_k = X_{n-k} / s for k = n-c+1 .. n//2, else 0
+        b = torch.nn.functional.pad(x[..., n - n // 2:].flip(-1) * math.sqrt(n / 2.0), (n - c + 1, 0))
+        v = torch.complex(a, -b) * inv  # V_k = inv_k * (a_k - i b_k)
+    else:
+        v = a * inv
+    y = torch.fft.irfft(v, n=n)
+    out = torch.empty_like(y)  # undo the reordering: even samples first, then odd ones reversed
+    out[..., 0::2] = y[..., :(n + 1) // 2]
+    out[..., 1::2] = y[..., (n + 1) // 2:].flip(-1)
+    return out
+
+
+def _along_last(fn, x: torch.Tensor, dim: int, *args) -> torch.Tensor:
+    if dim == x.ndim - 1:
+        return fn(x, *args)
+    # one contiguous copy first: the FFT and the reordering run ~2x slower on strided data
+    return fn(x.movedim(dim, -1).contiguous(), *args).movedim(-1, dim)
+
+
+def _matmul_dim(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:
+    """out[.., j, ..] = sum_i mat[j, i] x[.., i, ..] along `dim`."""
     if dim == x.ndim - 1:
         return x @ mat.T
     if dim == 0:
         return (mat @ x.reshape(x.shape[0], -1)).reshape(mat.shape[0], *x.shape[1:])
     return torch.movedim(torch.tensordot(x, mat, dims=([dim], [1])), -1, dim)
+
+
+def expand(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Orthonormal DCT-III along `dim` to length n of the first x.shape[dim] coefficients (the rest zero)."""
+    c = x.shape[dim]
+    if use_fft(n, c):
+        return _along_last(_idct_last, x, dim, n)
+    return _matmul_dim(x, dim, _inverse_columns(n, c, x.device, x.dtype))
+
+
+def contract(x: torch.Tensor, dim: int, c: int) -> torch.Tensor:
+    """The first c orthonormal DCT-II coefficients along `dim`: the adjoint of `expand`."""
+    n = x.shape[dim]
+    if use_fft(n, c):
+        return _along_last(_dct_last, x, dim, c)
+    return _matmul_dim(x, dim, _cos_rows(n, c, x.device, x.dtype))
+
+
+def transform_channels(x: torch.Tensor, size: int, inverse: bool) -> torch.Tensor:
+    """`contract` over the channels (dim 1) of an (N, C, H, W) map to `size` coefficients, or
+    `expand` to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
+    n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
+    if use_fft(n, c):
+        return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
+    mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
+    return torch.nn.functional.conv2d(x, mat[:, :, None, None])
 
 
 def _norm_dims(dims: Sequence[int] | None, ndim: int) -> list[int]:
@@ -60,14 +154,14 @@ def _norm_dims(dims: Sequence[int] | None, ndim: int) -> list[int]:
 def dctn(x: torch.Tensor, dims: Sequence[int] | None = None) -> torch.Tensor:
     """Orthonormal N-D DCT-II over `dims` (all dims when None); equals scipy.fft.dctn(norm="ortho")."""
     for d in _norm_dims(dims, x.ndim):
-        x = _apply(x, d, dct_matrix(x.shape[d], x.device, x.dtype))
+        x = contract(x, d, x.shape[d])
     return x
 
 
 def idctn(x: torch.Tensor, dims: Sequence[int] | None = None) -> torch.Tensor:
     """Orthonormal N-D DCT-III over `dims`; the inverse of `dctn`."""
     for d in _norm_dims(dims, x.ndim):
-        x = _apply(x, d, dct_matrix(x.shape[d], x.device, x.dtype).T)
+        x = expand(x, d, x.shape[d])
     return x
 
 
@@ -85,7 +179,7 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
             raise ValueError(f"dim {d} is not transformed, so the corner must span it ({corner.shape[d]} != {shape[d]})")
     x = corner
     for d in _expansion_order(corner.shape, shape, dims):
-        x = _apply(x, d, _inverse_columns(int(shape[d]), corner.shape[d], x.device, x.dtype))
+        x = expand(x, d, int(shape[d]))
     return x
 
 
@@ -115,7 +209,7 @@ class _MaskedCornerIDCT(torch.autograd.Function):
         shape, corner, dims, idx = ctx.meta
         g = g.to(mask.dtype)
         for d in reversed(_expansion_order(corner, shape, dims)):
-            g = _apply(g, d, _inverse_columns(int(shape[d]), corner[d], g.device, g.dtype).T)
+            g = contract(g, d, corner[d])
         grad = g.new_zeros(shape)
         grad[idx] = g * mask
         return grad, None, None, None

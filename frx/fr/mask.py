@@ -96,10 +96,25 @@ def kept_order(shape: Sequence[int], k: int, device=None) -> torch.Tensor:
 
     Mask order has the prefix property: the first k' entries are the mask for k' < k.
     """
+    if len(shape) == 2:
+        return _kept_order_2d(tuple(int(d) for d in shape), k, device)
     mask = corner_mask(shape, k, device)
     flat = torch.nonzero(mask.flatten())[:, 0]
     norms = _norm_grid(mask.shape, device).flatten()[flat]
     return flat[torch.sort(norms, stable=True).indices]
+
+
+def _kept_order_2d(shape: tuple[int, int], k: int, device) -> torch.Tensor:
+    # Listed directly, without a sort: norm s holds the rows x0 = lo(s) .. hi(s), in order, with x1 = s - x0.
+    s_end = corner_bound(shape, k)
+    c0, c1 = corner_shape(shape, k)
+    s = torch.arange(s_end, device=device)
+    lo = (s - (c1 - 1)).clamp(min=0)
+    counts = torch.minimum(s, torch.tensor(c0 - 1, device=device)) - lo + 1
+    starts = torch.cumsum(counts, 0) - counts
+    norm = torch.repeat_interleave(s, counts)[:k]
+    x0 = lo[norm] + torch.arange(k, device=device) - starts[norm]
+    return x0 * c1 + (norm - x0)
 
 
 def ratio_to_k(numel: int, ratio: float, min_kept: int = 1) -> int:

@@ -5,6 +5,12 @@ A regularized weight keeps its frequency coefficients T as the learnable tensor
 computed on access as W = IDCT(T * M), through `torch.nn.utils.parametrize`.
 The module keeps its class; `export` turns it back into plain weights with the
 original `state_dict` keys.
+
+Training need not build W at all. The IDCT over a linear weight's (out, in...)
+dims, or a conv weight's channel dims, factors through the layer:
+linear(x, IDCT(T)) = IDCT_out(linear(DCT_in(x), T)), and only the kept corner
+of T takes part. While gradients are on, a Linear or Conv2d takes that route
+when a cost count says it is cheaper than rebuilding W (`FrequencyWeight.factored_cost`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from .dct import dctn, idctn, masked_idctn
+from .dct import FFT_FACTOR, FFT_MIN, contract, dctn, expand, idctn, idctn_corner, masked_idctn, transform_channels
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -62,24 +68,32 @@ class FrequencyWeight(nn.Module):
         self.t_numel = math.prod(self.t_shape)
         self.slices = math.prod(self.view) // self.t_numel  # untransformed positions
         self.register_buffer("k", torch.tensor(self.t_numel, dtype=torch.long))
+        # The forward reads k from this host copy: reading the buffer on a GPU would wait for
+        # the device once per layer per step. The buffer is what checkpoints and files keep.
+        self._k = self.t_numel
         self._mask = None  # ((k, device, dtype), corner shape, corner mask)
         self._cached = None  # (key, W) for inference
 
     @property
     def kept(self) -> int:
-        return int(self.k) * self.slices
+        return self._k * self.slices
 
     def set_k(self, k: int) -> None:
-        self.k.fill_(int(k))
+        self._k = int(k)
+        self.k.fill_(self._k)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._k = int(self.k)
 
     def corner(self) -> tuple[int, ...]:
         """Shape of the view's corner that holds every kept coefficient."""
-        ct = iter(corner_shape(self.t_shape, int(self.k)))
+        ct = iter(corner_shape(self.t_shape, self._k))
         return tuple(next(ct) if d in self.dims else n for d, n in enumerate(self.view))
 
     def _geometry(self, device, dtype) -> tuple[tuple[int, ...], torch.Tensor]:
         """(corner shape, corner mask broadcastable over the view), cached per k, device and dtype."""
-        key = (int(self.k), device, dtype)
+        key = (self._k, device, dtype)
         if self._mask is None or self._mask[0] != key:
             corner = self.corner()
             m = corner_mask(self.t_shape, key[0], device)
@@ -89,13 +103,13 @@ class FrequencyWeight(nn.Module):
 
     @torch.compiler.disable  # k changes every step: keep this bookkeeping eager, let the network compile
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        key = (t.data_ptr(), t._version, int(self.k), t.device, t.dtype)
+        key = (t.data_ptr(), t._version, self._k, t.device, t.dtype)
         if not torch.is_grad_enabled() and self._cached is not None and self._cached[0] == key:
             return self._cached[1]  # inference: reconstruct W once, not every batch
         tv = t.reshape(self.view)
         # W is reconstructed at T's precision; under mixed precision the layer casts it itself
         with torch.autocast(t.device.type, enabled=False):
-            if int(self.k) == self.t_numel:
+            if self._k == self.t_numel:
                 w = idctn(tv, self.dims)
             else:
                 w = masked_idctn(tv, self._geometry(t.device, t.dtype)[1], self.dims)
@@ -103,12 +117,124 @@ class FrequencyWeight(nn.Module):
         self._cached = (key, w) if not torch.is_grad_enabled() else None
         return w
 
+    def _masked_corner(self, t: torch.Tensor) -> torch.Tensor:
+        """T restricted to the kept corner, dropped coefficients zeroed (the view's shape, corner-sized)."""
+        tv = t.reshape(self.view)
+        if self._k == self.t_numel:
+            return tv
+        corner, mask = self._geometry(t.device, t.dtype)
+        return tv[tuple(slice(0, c) for c in corner)] * mask
+
+    def factored_cost(self, in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[float, float]:
+        """(factored, rebuilt): multiply-adds per training step of one call on an input of `in_shape`
+        giving `out_shape`, with the factors applied to the activations, and with W rebuilt.
+
+        A transform costs (elements on its long side) x `_per_element`; the layer's products
+        run three times (forward and two backward), the rebuild twice (forward and adjoint).
+        """
+        corner = self.corner()
+        rebuild, size = 0.0, list(corner)
+        for d in sorted(self.dims, key=lambda d: self.view[d] / corner[d]):
+            size[d] = self.view[d]
+            rebuild += math.prod(size) * _per_element(self.view[d], corner[d])
+        if self.kind == "linear":  # rows of x: (rows, in...) -> (rows, a) -> (rows, out)
+            rows_in = rows_out = math.prod(in_shape[:-1])
+            inner, taps, per_row = 0.0, 1, math.prod(self.view[1:])
+            for d in self.dims:
+                if d >= 1:
+                    inner += per_row * _per_element(self.view[d], corner[d])
+                    per_row = per_row // self.view[d] * corner[d]
+            inner *= rows_in
+            b = math.prod(corner[1:])
+        else:  # a 1x1 projection per input pixel, the small convolution, a 1x1 expansion per output pixel
+            rows_in = in_shape[0] * math.prod(in_shape[2:])
+            rows_out = out_shape[0] * math.prod(out_shape[2:])
+            taps, b = math.prod(self.view[2:]), corner[1]
+            inner = rows_in * self.view[1] * _per_element(self.view[1], b) if 1 in self.dims else 0.0
+        factored = inner + rows_out * corner[0] * b * taps
+        if 0 in self.dims:
+            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0])
+        return 3 * factored, 2 * rebuild + 3 * rows_out * math.prod(self.view)
+
+    def linear(self, x: torch.Tensor, t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """linear(x, W, bias) with W = IDCT(T * M), without building W."""
+        tc = self._masked_corner(t)
+        u = x.reshape(-1, *self.view[1:])
+        for d in self.dims:
+            if d >= 1:
+                u = contract(u, d, tc.shape[d])
+        z = u.reshape(u.shape[0], -1) @ tc.reshape(tc.shape[0], -1).T
+        if 0 in self.dims:
+            z = expand(z, 1, self.view[0])
+        y = z.reshape(*x.shape[:-1], self.view[0])
+        return y if bias is None else y + bias
+
+    def conv2d(self, x: torch.Tensor, t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """conv.forward(x) with W = IDCT(T * M), without building W: a channel DCT of x (a 1x1
+        projection), a convolution with the corner, an inverse channel DCT (a 1x1 expansion)."""
+        tc = self._masked_corner(t)
+        spatial = [d for d in self.dims if d >= 2]
+        if spatial:
+            tc = idctn_corner(tc, (*tc.shape[:2], *self.view[2:]), spatial)
+        u = transform_channels(x, tc.shape[1], inverse=False) if 1 in self.dims else x
+        y = nn.functional.conv2d(u, tc, None, conv.stride, conv.padding, conv.dilation)
+        if 0 in self.dims:
+            y = transform_channels(y, self.view[0], inverse=True)
+        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
         return dctn(w.reshape(self.view), self.dims).reshape(self.shape)
 
     def extra_repr(self) -> str:
         view = f", view={self.view}" if self.view != self.shape else ""
         return f"shape={self.shape}{view}, dims={self.dims}, kept={self.kept}"
+
+
+def _per_element(n: int, c: int) -> float:
+    """Multiply-adds per output element of a one-dim transform between n samples and c coefficients."""
+    return min(c, FFT_FACTOR * math.log2(n)) if n >= FFT_MIN else c
+
+
+class FactoredForward:
+    """`forward` of a regularized Linear or Conv2d (set on the instance; the class is unchanged):
+    with gradients on, the layer applies the DCT factors to its activations when that costs less
+    than rebuilding W; otherwise (and in inference, where W is built once) the class's own forward."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self._choice = None  # (input shape, k) -> factored or not
+
+    @staticmethod
+    def fits(module: nn.Module, p: "FrequencyWeight") -> bool:
+        # parametrize swaps the class for a subclass of it: test the class's forward, not its type
+        if isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
+            return p.view[0] == module.out_features
+        return (isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
+                and module.groups == 1 and module.padding_mode == "zeros" and p.view == p.shape)
+
+    @torch.compiler.disable
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        if torch.is_grad_enabled():
+            p = m.parametrizations.weight[0]
+            key = (tuple(x.shape), p._k)
+            if self._choice is None or self._choice[0] != key:
+                self._choice = (key, self._cheaper(p, x))
+            if self._choice[1]:
+                t = m.parametrizations.weight.original
+                return p.linear(x, t, m.bias) if isinstance(m, nn.Linear) else p.conv2d(x, t, m)
+        return type(m).forward(m, x)
+
+    def _cheaper(self, p: "FrequencyWeight", x: torch.Tensor) -> bool:
+        m = self.module
+        if isinstance(m, nn.Linear):
+            out = (*x.shape[:-1], m.out_features)
+        else:
+            with torch.device("meta"):
+                out = nn.functional.conv2d(torch.empty(x.shape), torch.empty(p.shape), None,
+                                           m.stride, m.padding, m.dilation).shape
+        factored, rebuild = p.factored_cost(tuple(x.shape), tuple(out))
+        return factored < rebuild
 
 
 def _weight_name(module_name: str) -> str:
@@ -198,6 +324,11 @@ class FR:
             floor = math.ceil(self.min_kept.get(p.kind, 1) / p.slices)
             p.set_k(ratio_to_k(p.t_numel, self.schedule.beta, floor))
 
+    def set_beta(self, beta: float) -> None:
+        """Jump the schedule to the kept ratio `beta` (benchmarks, experiments at a fixed budget)."""
+        self.schedule.beta = float(beta)
+        self._apply_beta()
+
     def _advance(self, unit: str) -> None:
         if self.schedule.unit == unit and self.model.training:
             self.schedule.advance()
@@ -230,7 +361,8 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
                include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
                dims: Sequence[int] | None = None, linear_view: str = "flat",
                views: Mapping[str, Sequence[int]] | None = None,
-               sample_input: torch.Tensor | None = None, generator: torch.Generator | None = None) -> FR:
+               sample_input: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               factored: bool = True) -> FR:
     """Turn the chosen weights of `model` into frequency-domain parameters, in place.
 
     include/exclude: module-name globs ("features.*") or layer type names ("Linear");
@@ -240,6 +372,8 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     linear_view: "flat" transforms a linear weight over (out, in) as the paper does;
     "auto" over (out, C, H, W) when the layer reads a flattened map (needs
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
+    factored: let Linear and Conv2d layers train without building W where that is cheaper
+    (same results to float32 rounding; see `FactoredForward`).
     """
     schedule = TailDropout(epsilon, gamma, unit)
     min_kept = dict(MIN_KEPT if min_kept is None else min_kept)
@@ -268,7 +402,10 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
             raise ValueError(f"{name}.weight is already parametrized")
         view = chosen.get(_weight_name(name))
         p = FrequencyWeight(module.weight.shape, kind, view=view, dims=dims)
-        parametrize.register_parametrization(module, "weight", p)
+        # unsafe: skip parametrize's consistency check, one more full inverse DCT of every weight
+        parametrize.register_parametrization(module, "weight", p, unsafe=True)
+        if factored and FactoredForward.fits(module, p):
+            module.forward = FactoredForward(module)
         if init == "normal":
             with torch.no_grad():
                 original = module.parametrizations.weight.original
@@ -280,6 +417,8 @@ def export(model: nn.Module) -> nn.Module:
     """Replace every regularized weight by its spatial tensor; the model becomes plain again."""
     for name, module, _ in list(fr_tensors(model)):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        if isinstance(module.__dict__.get("forward"), FactoredForward):
+            del module.forward
     return model
 
 

@@ -1,0 +1,181 @@
+"""The fast paths of FR: FFT transforms for long dims and layers that never build W."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import scipy.fft as sfft
+import torch
+from torch import nn
+
+import frx
+from frx.fr import dctn, full_mask, idctn, idctn_corner
+from frx.fr.dct import _cos_rows, _inverse_columns, contract, expand, use_fft
+from frx.fr.parametrize import FactoredForward
+
+
+# ---------------------------------------------------------------- FFT transforms
+
+@pytest.mark.parametrize("n", [256, 257, 300, 1023, 1024])
+def test_fft_transform_matches_scipy_along_long_dims(n):
+    assert use_fft(n, n)  # these sizes take the FFT path
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, n, 2))
+    t = torch.from_numpy(x)
+    np.testing.assert_allclose(dctn(t, [1]).numpy(), sfft.dctn(x, axes=[1], norm="ortho"), atol=1e-12)
+    np.testing.assert_allclose(idctn(t, [1]).numpy(), sfft.idctn(x, axes=[1], norm="ortho"), atol=1e-12)
+    for c in (n // 2, n // 2 + 1, n - n // 2 + 1, n - 1):  # both halves of the spectrum
+        if not use_fft(n, c):
+            continue
+        padded = np.zeros_like(x)
+        padded[:, :c] = x[:, :c]
+        np.testing.assert_allclose(expand(t[:, :c], 1, n).numpy(), sfft.idct(padded, axis=1, norm="ortho"), atol=1e-12)
+        np.testing.assert_allclose(contract(t, 1, c).numpy(), sfft.dct(x, axis=1, norm="ortho")[:, :c], atol=1e-12)
+
+
+def test_fft_and_matrix_paths_agree_in_float32():
+    torch.manual_seed(0)
+    n, c = 2048, 1500
+    assert use_fft(n, c)
+    x = torch.randn(64, c)
+    g = torch.randn(64, n)
+    mat = _inverse_columns(n, c, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(expand(x, 1, n), x @ mat.T, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(contract(g, 1, c), g @ _cos_rows(n, c, torch.device("cpu"), torch.float32).T,
+                               atol=2e-5, rtol=1e-4)
+
+
+def test_fft_corner_inverse_equals_full_inverse():
+    torch.manual_seed(0)
+    shape, corner = (600, 5, 3), (450, 4, 3)
+    c = torch.randn(corner, dtype=torch.float64)
+    padded = torch.zeros(shape, dtype=torch.float64)
+    padded[:450, :4] = c
+    ref = sfft.idctn(padded.numpy(), norm="ortho")
+    np.testing.assert_allclose(idctn_corner(c, shape).numpy(), ref, atol=1e-12)
+
+
+# ---------------------------------------------------------------- factored layers
+
+def _pair(layer, **kw):
+    """The same regularized layer twice: with the factored forward and with W rebuilt."""
+    a = layer.double()
+    b = copy.deepcopy(a)
+    frx.regularize(a, **kw)
+    frx.regularize(b, factored=False, **kw)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _set_ratio(model, ratio):
+    for _, _, p in frx.fr.fr_tensors(model):
+        p.set_k(max(1, round(ratio * p.t_numel)))
+
+
+CASES = [
+    (lambda: nn.Linear(300, 200), (7, 300), {}),
+    (lambda: nn.Linear(300, 200, bias=False), (2, 3, 300), {}),
+    (lambda: nn.Linear(48, 20), (5, 48), {"views": {"weight": (20, 3, 4, 4)}}),
+    (lambda: nn.Conv2d(6, 10, 3, padding=1), (2, 6, 9, 9), {}),
+    (lambda: nn.Conv2d(6, 10, 3, stride=2, bias=False), (2, 6, 9, 9), {}),
+    (lambda: nn.Conv2d(6, 10, 3, padding=1), (2, 6, 7, 7), {"dims": [0, 2, 3]}),
+    (lambda: nn.Conv2d(6, 10, (1, 1)), (2, 6, 5, 5), {"dims": [1]}),
+]
+
+
+@pytest.mark.parametrize("make,in_shape,kw", CASES)
+@pytest.mark.parametrize("ratio", [1.0, 0.3, 0.02])
+def test_factored_layer_equals_rebuilt_weight(make, in_shape, kw, ratio):
+    torch.manual_seed(0)
+    a, b = _pair(make(), **kw)
+    _set_ratio(a, ratio)
+    _set_ratio(b, ratio)
+    p = a.parametrizations.weight[0]
+    x = torch.randn(in_shape, dtype=torch.float64)
+    ya = p.linear(x, a.parametrizations.weight.original, a.bias) if isinstance(a, nn.Linear) \
+        else p.conv2d(x, a.parametrizations.weight.original, a)  # the factored route, whatever the cost count says
+    yb = b(x)
+    torch.testing.assert_close(ya, yb, atol=1e-12, rtol=1e-10)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    ta, tb = a.parametrizations.weight.original, b.parametrizations.weight.original
+    torch.testing.assert_close(ta.grad, tb.grad, atol=1e-12, rtol=1e-10)
+    # gradients reach only the kept coefficients
+    kept = full_mask(p.t_shape, int(p.k))
+    dims = p.dims
+    perm = [d for d in range(len(p.view)) if d not in dims] + list(dims)
+    dropped = ~kept.expand(*[p.view[d] for d in perm if d not in dims], *p.t_shape)
+    grad = ta.grad.reshape(p.view).permute(perm)
+    assert not grad[dropped].any()
+    if a.bias is not None:
+        torch.testing.assert_close(a.bias.grad, b.bias.grad)
+
+
+def test_cost_count_picks_the_factored_route_for_big_layers_and_small_corners():
+    torch.manual_seed(0)
+    lin = nn.Linear(4096, 4096)
+    frx.regularize(lin)
+    p = lin.parametrizations.weight[0]
+    fact, rebuilt = p.factored_cost((32, 4096), (32, 4096))
+    assert fact < rebuilt / 2  # at beta = 1 the rebuild costs more than the layer itself
+    p.set_k(round(0.001 * p.t_numel))
+    fact, rebuilt = p.factored_cost((32, 4096), (32, 4096))
+    assert fact < rebuilt / 10  # at 0.1 % the factored layer is far cheaper than the plain one (3 * 32 * 4096^2)
+    assert fact < 3 * 32 * 4096 * 4096 / 10
+    conv = nn.Conv2d(3, 8, 3)
+    frx.regularize(conv)
+    fact, rebuilt = conv.parametrizations.weight[0].factored_cost((512, 3, 30, 30), (512, 8, 28, 28))
+    assert fact > rebuilt  # a tiny weight on a big input: rebuilding W is cheaper
+
+
+def test_factored_forward_is_used_in_training_and_left_by_export():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    keys = set(model.state_dict())
+    frx.regularize(model)
+    assert all(isinstance(m.__dict__.get("forward"), FactoredForward) for m in (model[0], model[2]))
+    x = torch.randn(64, 512)
+    y = model(x)
+    assert model[0].forward._choice[1]  # the big layer trained without building W
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y)  # inference builds W once: same output
+    clone = copy.deepcopy(model)
+    assert clone[0].forward.module is clone[0]
+    torch.testing.assert_close(clone(x), y)
+    frx.export(model)
+    assert "forward" not in model[0].__dict__ and set(model.state_dict()) == keys
+    torch.testing.assert_close(model(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_factored_off_keeps_the_class_forward():
+    lin = nn.Linear(64, 64)
+    frx.regularize(lin, factored=False)
+    assert "forward" not in lin.__dict__
+
+
+def test_regularize_init_is_the_dct_of_a_long_weight():
+    torch.manual_seed(0)
+    lin = nn.Linear(1200, 300)
+    w = lin.weight.detach().double().numpy().copy()
+    frx.regularize(lin)
+    t = lin.parametrizations.weight.original.detach().double().numpy()
+    np.testing.assert_allclose(t, sfft.dctn(w, norm="ortho"), atol=1e-5)
+    np.testing.assert_allclose(lin.weight.detach().numpy(), w, atol=1e-5)
+    assert math.isclose(float(np.abs(t).sum()), float(np.abs(sfft.dctn(w, norm="ortho")).sum()), rel_tol=1e-5)
+
+
+def test_k_host_copy_follows_the_buffer_through_state_dict():
+    # forward reads a host copy of k (no device sync); loading a state dict must refresh it
+    torch.manual_seed(0)
+    a, b = nn.Linear(16, 8), nn.Linear(16, 8)
+    fa, fb = frx.regularize(a), frx.regularize(b)
+    pa = a.parametrizations.weight[0]
+    pa.set_k(10)
+    b.load_state_dict(a.state_dict())
+    pb = b.parametrizations.weight[0]
+    assert pb.kept == 10 and int(pb.k) == 10
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-6)
