@@ -117,7 +117,9 @@ class RunConf:
     # results/runs (frx.naming.PAPER_RECORDS), which only `make tableN` (scripts/run_missing.py) writes by default
     records_dir: str = "outputs/records"
     overwrite: bool = False  # a finished run (its record exists) is skipped unless true
-    keep_checkpoint: bool = False  # keep <run.dir>/checkpoint.pt after the run finished (it is the largest file)
+    # when the run finished, checkpoint.pt (weights + optimizer state, ~3x the model for Adam) and model.float32.frx
+    # are deleted from run.dir unless true; the record, model.float16.frx, metrics.csv and the logs stay
+    keep_all: bool = False
     keep_packed_max_bytes: int = 65536  # copy the float16 .frx next to the record when it is this small
     cache_dir: str = "${oc.env:FRX_CACHE_DIR,${dataset.root}/cache}"  # FID feature networks (one per data set)
 

@@ -7,9 +7,9 @@
     frx-train experiment=table1/lenet5_v2 trainer.resume=true  # continue after a crash
 
 The run directory (`run.dir`, stable per experiment/overrides/scale/seed) holds the
-checkpoint of the last finished epoch (removed when the run finishes, unless
-run.keep_checkpoint=true), the packed models (`model.float32.frx`, `model.float16.frx`),
-metrics.csv, sample pictures and Hydra's logs. The record (`frx.record.Record`) goes to
+checkpoint of the last finished epoch, the packed models (`model.float32.frx`,
+`model.float16.frx`), metrics.csv, sample pictures and Hydra's logs; when the run finishes the
+checkpoint and the float32 pack are deleted (the large files) unless run.keep_all=true. The record (`frx.record.Record`) goes to
 `run.records_dir` (outputs/records; the paper tables read results/runs, which
 scripts/run_missing.py fills). A finished run is skipped with a note (exit status 0), in a
 sweep too; Ctrl-C saves a checkpoint, prints the command that resumes and exits with 130. The final metric is measured on a freshly built plain model
@@ -95,8 +95,9 @@ def run(cfg: DictConfig) -> Record:
              len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
     loop.fit()
     record = finish(cfg, loop, run_dir, record_path, device, t_start)
-    if not cfg.run.keep_checkpoint:  # the largest file of a run (weights and optimizer state); the run is done
-        loop.ckpt_path.unlink(missing_ok=True)
+    if not cfg.run.keep_all:  # the large files, of no use once the record is written (float16 is the packed model)
+        for path in (loop.ckpt_path, run_dir / "model.float32.frx"):
+            path.unlink(missing_ok=True)
     return record
 
 

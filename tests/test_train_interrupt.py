@@ -72,9 +72,8 @@ def test_finished_run_keeps_record_packs_logs_and_drops_checkpoint(tmp_path, mon
     assert (tmp_path / "outputs" / "records" / f"{stem}.json").exists()
     assert not (tmp_path / "results").exists()
     run_dir = tmp_path / "outputs" / stem
-    assert {p.name for p in run_dir.iterdir()} >= {"model.float32.frx", "model.float16.frx", "metrics.csv",
-                                                    "summary.txt"}
-    assert not (run_dir / checkpoint.FILENAME).exists()
+    assert {p.name for p in run_dir.iterdir()} >= {"model.float16.frx", "metrics.csv", "summary.txt"}
+    assert not (run_dir / checkpoint.FILENAME).exists() and not (run_dir / "model.float32.frx").exists()
 
     with open(run_dir / "metrics.csv") as f:
         table = list(csv.DictReader(f))
@@ -89,9 +88,10 @@ def test_finished_run_keeps_record_packs_logs_and_drops_checkpoint(tmp_path, mon
     first = [float(row["loss"]) for row in steps if row["epoch"] == "1"]
     assert sum(first) / len(first) == pytest.approx(r.epochs[0]["train_loss"])
 
-    kept = run(compose([*SHORT, "seed=1", "run.keep_checkpoint=true"]))
-    assert (tmp_path / "outputs" / stem.replace("seed0", "seed1") / checkpoint.FILENAME).exists()
-    assert kept.tag == r.tag  # keep_checkpoint does not name the run
+    kept = run(compose([*SHORT, "seed=1", "run.keep_all=true"]))
+    kept_dir = tmp_path / "outputs" / stem.replace("seed0", "seed1")
+    assert (kept_dir / checkpoint.FILENAME).exists() and (kept_dir / "model.float32.frx").exists()
+    assert kept.tag == r.tag  # keep_all does not name the run
 
 
 def test_progress_lines_in_logs(tmp_path, monkeypatch, caplog):
