@@ -1,6 +1,7 @@
-"""metrics.csv in the run folder: a row per optimizer step and a row per epoch, for spreadsheets,
-pandas or any plotting tool (like Lightning's CSVLogger). The epoch rows are the record's `epochs`;
-the step rows add each step's loss(es), kept count, beta and learning rate. Rewritten after every
+"""metrics.csv in the run folder: a row per logged optimizer step (every trainer.log_every steps,
+by default each) and a row per epoch, for spreadsheets, pandas or any plotting tool (like
+Lightning's CSVLogger). The epoch rows are the record's `epochs`; the step rows add the step's
+loss(es), kept count, beta and learning rate. Rewritten after every
 epoch (and on Ctrl-C), so it always matches the last checkpoint."""
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ class Loop:
         self.optimizers = task.optimizers(model)
         self.steps = steps_per_epoch(len(splits.train), self.tr.batch_size, self.tr.max_steps_per_epoch)
         total = self.steps * self.tr.epochs
-        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total, eta_min=self.tr.scheduler.min_lr)
-                           for o in self.optimizers] if self.tr.scheduler.name == "cosine" else []
+        self.schedulers = [make_scheduler(o, self.tr.scheduler, total) for o in self.optimizers] \
+            if self.tr.scheduler.name != "none" else []
         self.train_model = torch.compile(model) if self.tr.compile else model
         self.gen = torch.Generator().manual_seed(int(cfg.seed))  # data order
         self.ckpt_path, self.csv_path = run_dir / ckpt.FILENAME, run_dir / csvlog.FILENAME
@@ -211,7 +211,7 @@ class Loop:
         """One log line (for logs, where no bar is drawn): position, recent loss, kept, speed, time left."""
         rate = self.session_steps / max(time.time() - self.session_start, 1e-9)
         left = (self.tr.epochs - epoch) * self.steps + self.steps - step
-        recent = losses[-50:]
+        recent = [float(v) for v in losses[-50:]]
         log.info("epoch %d/%d  step %d/%d  loss %.4f  kept %s  %.2f steps/s  ETA %s (training steps only)",
                  epoch, self.tr.epochs, step, self.steps, sum(recent) / max(len(recent), 1), f"{kept:,}", rate,
                  _duration(left / rate) if rate > 0 else "?")
@@ -225,6 +225,7 @@ class Loop:
         if part is not None:  # the epoch was interrupted: the same data order, then skip the steps done
             self.gen.set_state(part["gen"])
         gen_at_start = self.gen.get_state()
+        # losses: floats or 0-dim tensors on the device, read back at the epoch's end
         done, losses = (part["step"], list(part["losses"])) if part else (0, [])
         self.model.train()
         bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
@@ -244,24 +245,30 @@ class Loop:
                 s.step()
             if self.handle is not None:
                 self.handle.step()
-                kept = self.handle.kept()
             losses.append(out["loss"])
-            if not math.isfinite(out["loss"]):
-                raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
             self.session_steps += 1
-            self.step_log.append({"epoch": epoch, "step": self.epoch * self.steps + i + 1, **out, "kept": kept,
-                                  "beta": self.handle.beta if self.handle is not None else None,
-                                  "lr": self.optimizers[0].param_groups[0]["lr"]})
-            bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{kept:,}"}, refresh=False)
+            if (i + 1) % self.tr.log_every == 0:  # numbers are read back from the device only here
+                out = {k: float(v) for k, v in out.items()}
+                kept = self.handle.kept() if self.handle is not None else kept
+                if not math.isfinite(out["loss"]):
+                    raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
+                self.step_log.append({"epoch": epoch, "step": self.epoch * self.steps + i + 1, **out, "kept": kept,
+                                      "beta": self.handle.beta if self.handle is not None else None,
+                                      "lr": self.optimizers[0].param_groups[0]["lr"]})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{kept:,}"}, refresh=False)
             bar.update()
             if self.tr.progress and bar.disable and time.time() - self.last_line >= PROGRESS_EVERY_S:
                 self.progress_line(epoch, i + 1, losses, kept)
             if stop is not None and stop.is_set() and i + 1 < self.steps:
                 bar.close()
-                self.partial = {"step": i + 1, "losses": losses, "time_s": (part or {}).get("time_s", 0.0)
-                                + time.time() - t0, "gen": gen_at_start}
+                spent = (part or {}).get("time_s", 0.0) + time.time() - t0
+                self.partial = {"step": i + 1, "losses": [float(v) for v in losses], "time_s": spent, "gen": gen_at_start}
                 return None
         bar.close()
+        losses = [float(v) for v in losses]
+        bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]
+        if bad:  # the steps between log lines are checked here
+            raise UserError(f"training diverged at epoch {epoch}, step {bad[0][0] + 1}: loss {bad[0][1]}")
         if self.handle is not None:
             self.handle.epoch_end()
         if self.pruner is not None and not self.pruner.done:
@@ -275,6 +282,23 @@ class Loop:
         log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
                  f"{self.task.metric} {val:.4f}  " if val is not None else "", f"{entry['kept']:,}", entry["time_s"])
         return entry
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, sc: Any, total_steps: int):
+    """cosine: to min_lr at the last step; linear: linear warm-up over the first `warmup` fraction
+    of the steps, then linear decay to min_lr (a triangular one-cycle). Both step once per batch."""
+    if sc.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=sc.min_lr)
+    peak = optimizer.param_groups[0]["lr"]
+    up = max(1, round(sc.warmup * total_steps)) if sc.warmup > 0 else 0
+    floor = sc.min_lr / peak
+
+    def factor(step: int) -> float:
+        if step < up:
+            return (step + 1) / up
+        return floor + (1 - floor) * max(0.0, (total_steps - step) / max(1, total_steps - up))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _restore_prune_masks(pruner: MagnitudePruner, state: dict) -> None:
