@@ -98,11 +98,13 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch, caplog):
     """Not on a terminal (pytest captures output) and trainer.progress=true: periodic progress lines."""
     monkeypatch.setattr(loop_mod, "PROGRESS_EVERY_S", 0.0)
     with caplog.at_level(logging.INFO, logger="frx.train"):
-        run(compose(overrides(tmp_path, "p", "trainer.progress=true", "trainer.epochs=1")))
+        run(compose(overrides(tmp_path, "p", "trainer.progress=true", "trainer.epochs=1", "trainer.log_every=3")))
     lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert len(lines) == 6
     assert lines[0].startswith("epoch 1/1  step 1/6  loss ") and "kept " in lines[0] and "ETA " in lines[0]
     assert "step 6/6" in lines[-1] and "ETA 0m00s" in lines[-1]
+    with open(tmp_path / "p" / "run" / csvlog.FILENAME) as f:  # step rows where losses are read back
+        assert [(r["kind"], r["step"]) for r in csv.DictReader(f)] == [("step", "3"), ("step", "6"), ("epoch", "")]
 
 
 @pytest.mark.slow
