@@ -8,12 +8,18 @@ STAMP  := $(VENV)/.frx-installed
 
 .PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv wheels gpu-table2
 
+# pip prints what it downloads and installs: torch alone is several hundred MB on first use
 $(STAMP): pyproject.toml
+	@echo "== frx setup: creating $(VENV) and installing frx into it (first use only; torch is large)"
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "== [1/3] pip itself"
+	$(PY) -m pip install --upgrade pip
+	@echo "== [2/3] torch 2.14.1 and torchvision 0.29.1"
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	@echo "== [3/3] frx and its dependencies (hydra, pandas, matplotlib, ...; pytest for the tests)"
+	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
+	@echo "== frx setup done"
 
 setup: $(STAMP)
 
@@ -23,9 +29,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest
 
-# The main job: LeNet-5 with FR on the offline MNIST sample; its record stays in outputs/demo.
+# The main job: LeNet-5 with FR on the offline MNIST sample; its record goes to outputs/records
+# (a user's own runs never change the paper tables, whose records are results/runs).
 demo: $(STAMP)
-	$(PY) -m frx.train experiment=demo run.records_dir=outputs/demo run.overwrite=true
+	$(PY) -m frx.train experiment=demo run.overwrite=true
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
@@ -39,6 +46,7 @@ report: $(STAMP)
 
 # Run a table's experiments whose records are missing or stale (SCALE=smoke|full, SEEDS="0 1 2",
 # OVERRIDES="trainer.device=cuda"), then regenerate the tables (also after a failed run; exit status kept).
+# These are the only targets that write run records into results/runs.
 table1 table2 table3 table4: $(STAMP)
 	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
 

@@ -135,8 +135,13 @@ class RunConf:
     row: Optional[str] = None  # paper row label, e.g. "LeNet5-v2"
     # checkpoints, packed models, samples and Hydra's logs; stable so that trainer.resume=true finds it
     dir: str = "outputs/${frx_stem:}"
-    records_dir: str = "results/runs"  # the record goes to <records_dir>/<name>[__tag][__scale]__seed<seed>.json
-    overwrite: bool = False  # a finished run (its record exists) is refused unless true
+    # the record goes to <records_dir>/<name>[__tag][__scale]__seed<seed>.json; the paper tables read
+    # results/runs (frx.naming.PAPER_RECORDS), which only `make tableN` (scripts/run_missing.py) writes by default
+    records_dir: str = "outputs/records"
+    overwrite: bool = False  # a finished run (its record exists) is skipped unless true
+    # when the run finished, checkpoint.pt (weights + optimizer state, ~3x the model for Adam) and model.float32.frx
+    # are deleted from run.dir unless true; the record, model.float16.frx, metrics.csv and the logs stay
+    keep_all: bool = False
     keep_packed_max_bytes: int = 65536  # copy the float16 .frx next to the record when it is this small
     cache_dir: str = "${oc.env:FRX_CACHE_DIR,${dataset.root}/cache}"  # FID feature networks (one per data set)
 

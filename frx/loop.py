@@ -3,10 +3,13 @@ schedules, epochs with evaluation, a checkpoint after each epoch, and resuming f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -19,12 +22,51 @@ from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import csvlog
 from .config import UserError, config_diff, flatten, resolved_config
 from .fr import regularize
 from .naming import NOT_COMPUTING
 from .prune import MagnitudePruner, budget_from_fr, weight_tensors
 
 log = logging.getLogger("frx.train")
+PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training: the loop stopped between two steps and saved a checkpoint there."""
+
+    def __init__(self, epoch: int, step: int, steps: int, path: Path):
+        super().__init__(f"interrupted in epoch {epoch}, after step {step} of {steps}; checkpoint saved to {path}")
+        self.path = path
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """An Event that the first Ctrl-C sets (the loop then stops after the current step); a second
+    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread Ctrl-C keeps its usual effect."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def pick_device(name: str) -> torch.device:
@@ -92,8 +134,12 @@ class Loop:
             if self.tr.scheduler.name != "none" else []
         self.train_model = torch.compile(model) if self.tr.compile else model
         self.gen = torch.Generator().manual_seed(int(cfg.seed))  # data order
-        self.ckpt_path = run_dir / ckpt.FILENAME
+        self.ckpt_path, self.csv_path = run_dir / ckpt.FILENAME, run_dir / csvlog.FILENAME
         self.epoch, self.log, self.elapsed_before = 0, [], 0.0
+        self.step_log: list[dict] = []  # one entry per optimizer step, for metrics.csv
+        # an epoch stopped by Ctrl-C: steps done, their losses and time, the data-order state at its start
+        self.partial: Optional[dict] = None
+        self.session_start, self.session_steps, self.last_line = time.time(), 0, time.time()
 
     def kept(self) -> int:
         if self.handle is not None:
@@ -140,7 +186,9 @@ class Loop:
         ckpt.set_rng_state(state["rng"], self.gen)
         self.epoch, self.log = int(state["epoch"]), list(state["epochs"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
-        log.info("resuming %s after epoch %d from %s", self.stem, self.epoch, path)
+        self.step_log, self.partial = list(state.get("steps", [])), state.get("partial")
+        where = f", step {self.partial['step']} of epoch {self.epoch + 1}" if self.partial else ""
+        log.info("resuming %s after epoch %d%s from %s", self.stem, self.epoch, where, path)
 
     def save(self, elapsed: float) -> None:
         ckpt.save(self.ckpt_path, {
@@ -150,27 +198,60 @@ class Loop:
             "pruner": self.pruner.state_dict() if self.pruner is not None else None,
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers], "task": self.task.state_dict(),
-            "rng": ckpt.rng_state(self.gen), "elapsed": elapsed})
+            "rng": ckpt.rng_state(self.gen), "elapsed": elapsed, "steps": self.step_log, "partial": self.partial})
 
     # -- training -----------------------------------------------------------------------------
     def fit(self) -> None:
-        """Train the remaining epochs, a checkpoint after each."""
-        session_start = time.time()
-        while self.epoch < self.tr.epochs:
-            self.log.append(self.train_epoch())
-            self.epoch += 1
-            if self.tr.checkpoint:
-                self.save(self.elapsed_before + time.time() - session_start)
+        """Train the remaining epochs, a checkpoint after each; Ctrl-C saves one and raises Interrupted."""
+        self.session_start, self.session_steps = time.time(), 0
+        with stop_on_sigint() as stop:
+            while self.epoch < self.tr.epochs:
+                entry = self.train_epoch(stop)
+                elapsed = self.elapsed_before + time.time() - self.session_start
+                if entry is not None:
+                    self.log.append(entry)
+                    self.epoch += 1
+                    if self.tr.checkpoint:
+                        self.save(elapsed)
+                    csvlog.write(self.csv_path, self.step_log, self.log)
+                if stop.is_set():
+                    if entry is None or not self.tr.checkpoint:
+                        self.save(elapsed)
+                    csvlog.write(self.csv_path, self.step_log, self.log)
+                    step = self.partial["step"] if self.partial else self.steps
+                    raise Interrupted(self.epoch + (1 if self.partial else 0), step, self.steps, self.ckpt_path)
 
-    def train_epoch(self) -> dict:
-        """One epoch of optimizer steps, the schedules' epoch ends and (when due) evaluation; its log entry."""
+    def progress_line(self, epoch: int, step: int, losses: list[float], kept: int) -> None:
+        """One log line (for logs, where no bar is drawn): position, recent loss, kept, speed, time left."""
+        rate = self.session_steps / max(time.time() - self.session_start, 1e-9)
+        left = (self.tr.epochs - epoch) * self.steps + self.steps - step
+        recent = [float(v) for v in losses[-50:]]
+        log.info("epoch %d/%d  step %d/%d  loss %.4f  kept %s  %.2f steps/s  ETA %s (training steps only)",
+                 epoch, self.tr.epochs, step, self.steps, sum(recent) / max(len(recent), 1), f"{kept:,}", rate,
+                 _duration(left / rate) if rate > 0 else "?")
+        self.last_line = time.time()
+
+    def train_epoch(self, stop: Optional[threading.Event] = None) -> Optional[dict]:
+        """One epoch of optimizer steps, the schedules' epoch ends and (when due) evaluation; its log entry.
+        None when `stop` was set (Ctrl-C): `self.partial` then says where the epoch stopped."""
         t0, epoch, epochs = time.time(), self.epoch + 1, self.tr.epochs
+        part, self.partial = self.partial, None
+        if part is not None:  # the epoch was interrupted: the same data order, then skip the steps done
+            self.gen.set_state(part["gen"])
+        gen_at_start = self.gen.get_state()
+        # losses: floats or 0-dim tensors on the device, read back at the epoch's end
+        done, losses = (part["step"], list(part["losses"])) if part else (0, [])
         self.model.train()
-        losses: list = []  # floats or 0-dim tensors on the device, read back at the epoch's end
-        bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
+        bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
                    disable=None if self.tr.progress else True)  # None: only on a terminal
-        for i, batch in enumerate(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True,
-                                                    generator=self.gen)):
+        batches = iter(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True, generator=self.gen))
+        if done:
+            rng = ckpt.rng_state()  # skipping must not draw from the random state saved at the interrupt
+            for _ in range(done):
+                next(batches)
+            ckpt.set_rng_state(rng)
+        kept = self.kept()
+        for i, batch in enumerate(batches, start=done):
             if i >= self.steps:
                 break
             out = self.task.train_step(self.train_model, batch, self.optimizers)
@@ -179,12 +260,24 @@ class Loop:
             if self.handle is not None:
                 self.handle.step()
             losses.append(out["loss"])
+            self.session_steps += 1
             if (i + 1) % self.tr.log_every == 0:  # numbers are read back from the device only here
                 out = {k: float(v) for k, v in out.items()}
+                kept = self.handle.kept() if self.handle is not None else kept
                 if not math.isfinite(out["loss"]):
                     raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
-                bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{self.kept():,}"}, refresh=False)
+                self.step_log.append({"epoch": epoch, "step": self.epoch * self.steps + i + 1, **out, "kept": kept,
+                                      "beta": self.handle.beta if self.handle is not None else None,
+                                      "lr": self.optimizers[0].param_groups[0]["lr"]})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{kept:,}"}, refresh=False)
             bar.update()
+            if self.tr.progress and bar.disable and time.time() - self.last_line >= PROGRESS_EVERY_S:
+                self.progress_line(epoch, i + 1, losses, kept)
+            if stop is not None and stop.is_set() and i + 1 < self.steps:
+                bar.close()
+                spent = (part or {}).get("time_s", 0.0) + time.time() - t0
+                self.partial = {"step": i + 1, "losses": [float(v) for v in losses], "time_s": spent, "gen": gen_at_start}
+                return None
         bar.close()
         losses = [float(v) for v in losses]
         bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]
@@ -198,7 +291,8 @@ class Loop:
         val = self.task.evaluate(self.model, self.splits.val) if due or epoch == epochs else None
         entry = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val_metric": val,
                  "kept": self.kept(), "beta": self.handle.beta if self.handle is not None else None,
-                 "lr": self.optimizers[0].param_groups[0]["lr"], "time_s": round(time.time() - t0, 3)}
+                 "lr": self.optimizers[0].param_groups[0]["lr"],
+                 "time_s": round((part or {}).get("time_s", 0.0) + time.time() - t0, 3)}
         log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
                  f"{self.task.metric} {val:.4f}  " if val is not None else "", f"{entry['kept']:,}", entry["time_s"])
         return entry

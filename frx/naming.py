@@ -11,8 +11,11 @@ from omegaconf import OmegaConf
 
 # settings that change where a run's files go or how it is watched, never what it computes: they
 # do not name a run, and a record that differs only there is up to date (scripts/run_missing.py)
-NOT_COMPUTING = ("run.dir", "run.records_dir", "run.overwrite", "run.cache_dir", "dataset.root", "trainer.resume",
-                 "trainer.device", "trainer.progress", "trainer.threads", "trainer.checkpoint")
+NOT_COMPUTING = ("run.dir", "run.records_dir", "run.overwrite", "run.keep_all", "run.cache_dir", "dataset.root",
+                 "trainer.resume", "trainer.device", "trainer.progress", "trainer.threads", "trainer.checkpoint")
+# the records behind the paper tables (frx-report reads them; scripts/run_missing.py writes them);
+# a run started by hand keeps its record in run.records_dir (outputs/records) instead
+PAPER_RECORDS = "results/runs"
 # overrides named by other parts of the stem, or that are not the run's settings
 _NAMED_ELSEWHERE = ("experiment", "seed", "scale", "run", "hydra")
 
@@ -56,12 +59,17 @@ def override_tag(overrides: List[str]) -> str:
     return safe
 
 
+def hydra_overrides(root: Any) -> list[str]:
+    """The command-line overrides of this run (of this point, in a sweep); [] without Hydra."""
+    h = _hydra_node(root)
+    return list(h.overrides.task) if h is not None else []
+
+
 def run_tag(root: Any) -> str:
     """run.tag, else the tag of the command-line overrides ("" when none)."""
     if root.run.get("tag") is not None:
         return str(root.run.tag)
-    h = _hydra_node(root)
-    return override_tag(list(h.overrides.task)) if h is not None else ""
+    return override_tag(hydra_overrides(root))
 
 
 def run_stem(root: Any) -> str:

@@ -8,8 +8,11 @@
 
 The run directory (`run.dir`, stable per experiment/overrides/scale/seed) holds the
 checkpoint of the last finished epoch, the packed models (`model.float32.frx`,
-`model.float16.frx`), sample pictures and Hydra's logs. The record (`frx.record.Record`)
-goes to `run.records_dir`. The final metric is measured on a freshly built plain model
+`model.float16.frx`), metrics.csv, sample pictures and Hydra's logs; when the run finishes the
+checkpoint and the float32 pack are deleted (the large files) unless run.keep_all=true. The record (`frx.record.Record`) goes to
+`run.records_dir` (outputs/records; the paper tables read results/runs, which
+scripts/run_missing.py fills). A finished run is skipped with a note (exit status 0), in a
+sweep too; Ctrl-C saves a checkpoint, prints the command that resumes and exits with 130. The final metric is measured on a freshly built plain model
 loaded from the float32 packed file; `value_fp16` from the float16 one; `value_live` on
 the training model itself.
 
@@ -20,6 +23,7 @@ The parts: `frx.config` (schema, defaults, validation), `frx.naming` (run names)
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,17 +34,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import data, models, tasks
+from . import checkpoint, data, models, tasks
+from .cli import check_command_line
 from .config import CONF_DIR, UserError, check_free_space, check_paths, compose, task_name, validate
 from .fr.codec import remove_stale_temp_files
 from .finish import finish
-from .loop import Loop, attach_fr, attach_pruner, pick_device, seed_everything
-from .naming import override_tag, run_name, run_stem
+from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything
+from .naming import hydra_overrides, override_tag, run_name, run_stem
 from .record import Record
 from .rundir import locked
 
-__all__ = ["CONF_DIR", "UserError", "compose", "main", "override_tag", "run", "run_name", "run_stem", "validate"]
+__all__ = ["CONF_DIR", "RunFinished", "UserError", "compose", "main", "override_tag", "run", "run_name", "run_stem", "validate"]
 log = logging.getLogger("frx.train")
+
+
+class RunFinished(UserError):
+    """The run's record exists and run.overwrite is not set: nothing to do."""
 
 
 def load_data(cfg: DictConfig, device: torch.device):
@@ -62,8 +71,8 @@ def load_data(cfg: DictConfig, device: torch.device):
 
 def _refuse_finished(cfg: DictConfig, record_path: Path) -> None:
     if record_path.exists() and not cfg.run.overwrite:
-        raise UserError(f"this run is finished: {record_path} exists. Pass run.overwrite=true to train it again "
-                        f"(or change seed / run.tag)")
+        raise RunFinished(f"this run is finished: {record_path} exists; skipped (run.overwrite=true trains it "
+                          f"again; or change seed / run.tag)")
 
 
 def run(cfg: DictConfig) -> Record:
@@ -106,12 +115,31 @@ def run(cfg: DictConfig) -> Record:
                  "fr" if handle else "prune" if pruner else "plain", model.__class__.__name__,
                  len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
         loop.fit()
-        return finish(cfg, loop, run_dir, record_path, device, t_start)
+        record = finish(cfg, loop, run_dir, record_path, device, t_start)
+        if not cfg.run.keep_all:  # the large files, of no use once the record is written (float16 is the packed model)
+            for path in (loop.ckpt_path, run_dir / "model.float32.frx"):
+                path.unlink(missing_ok=True)
+        return record
+
+
+def resume_command(cfg: DictConfig) -> str:
+    """The command line that continues this run from its checkpoint."""
+    keep = [o for o in hydra_overrides(cfg) if o.split("=", 1)[0].lstrip("+~") != "trainer.resume"]
+    return " ".join(["frx-train", *map(shlex.quote, keep), "trainer.resume=true"])
 
 
 def _main(cfg: DictConfig) -> None:
     try:
         run(cfg)
+    except RunFinished as e:  # a note, not an error: a sweep goes on with its other points
+        print(f"frx-train: {e}", flush=True)
+    except (Interrupted, KeyboardInterrupt) as e:
+        saved = Path(str(cfg.run.dir)) / checkpoint.FILENAME
+        what = str(e) if isinstance(e, Interrupted) else (
+            f"interrupted; {saved} (after the last finished epoch) is kept" if saved.exists()
+            else "interrupted before the first checkpoint")
+        print(f"\nfrx-train: {what}\n  resume with: {resume_command(cfg)}", file=sys.stderr, flush=True)
+        sys.exit(130)
     except UserError as e:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
@@ -120,6 +148,11 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    try:
+        check_command_line(sys.argv[1:])
+    except UserError as e:
+        print(f"frx-train: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_main)()
 
 

@@ -184,10 +184,10 @@ class Run:
         self.wall = time.time() - self.start
         self.log.close()
         text = self.log_path.read_text(errors="replace")
-        if rc == 0:
-            self.status = "finished"
-        elif "this run is finished:" in text:
+        if "this run is finished:" in text:  # frx-train skips a finished run with this note (exit 0)
             self.status = "already has its record"
+        elif rc == 0:
+            self.status = "finished"
         else:
             self.status = f"failed (exit {rc})"
         return True

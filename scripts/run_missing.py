@@ -3,6 +3,9 @@
     python scripts/run_missing.py --table 1 [2 3 4] [--scale smoke|full] [--seeds 0 1 2]
                                   [--dry-run] [--check-code] [-- extra=override ...]
 
+Records go to --records-dir (default results/runs, the records the tables are made from); a run
+started by hand keeps its record in outputs/records and never changes the tables.
+
 The experiments of Table N are the configs frx/conf/experiment/tableN/*.yaml. For each experiment and
 seed the script composes the config `frx-train experiment=... scale=... seed=...` would run
 (frx.train.compose), finds its record (<run.records_dir>/<run stem>.json) and runs frx-train when
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from frx import record as rec
 from frx.config import CONF_DIR, compose, config_diff, resolved_config
-from frx.naming import run_stem
+from frx.naming import PAPER_RECORDS, run_stem, under
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=int, nargs="+", required=True, choices=[1, 2, 3, 4])
     ap.add_argument("--scale", default="smoke")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--records-dir", default=PAPER_RECORDS,
+                    help=f"where the records go, relative to the repository (default {PAPER_RECORDS})")
     ap.add_argument("--dry-run", action="store_true", help="only list what would run")
     ap.add_argument("--check-code", action="store_true",
                     help="also treat a record as stale when code under frx/ changed since its commit")
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"table{table}: no experiment configs under {CONF_DIR}/experiment/table{table}")
         for name in names:
             for seed in args.seeds:
-                ov = [f"experiment={name}", f"scale={args.scale}", f"seed={seed}", *args.overrides]
+                ov = [f"experiment={name}", f"scale={args.scale}", f"seed={seed}",
+                      f"run.records_dir={args.records_dir}", *args.overrides]
                 status, path, reason = check(ov, args.check_code)
                 rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
                 print(f"{status:8s} {name} seed {seed}: {rel} ({reason})")

@@ -24,7 +24,17 @@ def test_non_editable_install_runs_the_demo_elsewhere(tmp_path):
     p = subprocess.run([sys.executable, "-m", "frx.train", "experiment=demo", "scale=smoke", "trainer.threads=1"],
                        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    record = json.loads((elsewhere / "results" / "runs" / "demo__smoke__seed0.json").read_text())
+    record = json.loads((elsewhere / "outputs" / "records" / "demo__smoke__seed0.json").read_text())
     assert record["experiment"] == "demo" and record["method"] == "fr" and record["linear_view"] == "auto"
     assert str(target) in subprocess.run([sys.executable, "-c", "import frx; print(frx.__file__)"], cwd=elsewhere,
                                          env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_make_setup_says_what_it_installs(tmp_path):
+    """`make` prints a line per install step and lets pip show its progress (no -q)."""
+    p = subprocess.run(["make", "-n", "-B", "setup", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    installs = [line for line in p.stdout.splitlines() if "pip install" in line]
+    assert len(installs) == 3 and not any(" -q" in line for line in installs)
+    assert "torch" in p.stdout and p.stdout.count('echo "== ') >= 4

@@ -144,7 +144,8 @@ def fr_run(tmp_path_factory):
     """LeNet-5 with FR on a few MNIST-5k images (auto view), one finished run shared by the tests below."""
     tmp = tmp_path_factory.mktemp("fr_run")
     cfg = compose(tmp_overrides(tmp, "experiment=demo", "scale=smoke", "trainer.epochs=3",
-                                "trainer.max_steps_per_epoch=4", "fr.gamma=0.5", "run.table=1", "run.row=LeNet5-v2"))
+                                "trainer.max_steps_per_epoch=4", "fr.gamma=0.5", "run.table=1", "run.row=LeNet5-v2",
+                                "run.keep_all=true"))
     return tmp, cfg, run(cfg)
 
 
@@ -245,7 +246,7 @@ def test_multirun_sweep_in_parallel(tmp_path):
         stem = f"adhoc/lenet5-mnist5k__fr.epsilon={eps}__smoke__seed0"
         r = rec.read(tmp_path / "records" / f"{stem}.json")
         assert r.config["fr"]["epsilon"] == float(eps)
-        assert (tmp_path / "outputs" / stem / "model.float32.frx").exists()
+        assert (tmp_path / "outputs" / stem / "model.float16.frx").exists()
 
 
 @pytest.mark.slow

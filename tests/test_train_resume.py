@@ -46,8 +46,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     done = checkpoint.load(ckpt)["epoch"]
     assert 1 <= done < 3
 
-    resumed = run(compose(overrides(tmp_path, "killed", "trainer.resume=true")))
-    straight = run(compose(overrides(tmp_path, "straight")))
+    resumed = run(compose(overrides(tmp_path, "killed", "trainer.resume=true", "run.keep_all=true")))
+    straight = run(compose(overrides(tmp_path, "straight", "run.keep_all=true")))
 
     assert resumed.metric == straight.metric
     for a, b in zip(resumed.epochs, straight.epochs):

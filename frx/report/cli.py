@@ -36,13 +36,14 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
+from ..naming import PAPER_RECORDS
 from .figures import write_figures
 from .frames import NOT_RUN, load_records
 from .paper import PAPER
 from .writers import write_layers, write_table
 
 
-def generate(records_dir: str | Path = "results/runs", out: str | Path = "results", figures: bool = True,
+def generate(records_dir: str | Path = PAPER_RECORDS, out: str | Path = "results", figures: bool = True,
              smoke_figures: bool = False) -> dict:
     """Write every table, per-layer table and figure (smoke runs left out of the figures unless
     smoke_figures); returns {table number: frames}."""
@@ -66,7 +67,7 @@ def generate(records_dir: str | Path = "results/runs", out: str | Path = "result
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="frx-report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--records", default="results/runs", help="directory of run records (searched recursively)")
+    ap.add_argument("--records", default=PAPER_RECORDS, help="directory of run records (searched recursively)")
     ap.add_argument("--out", default="results", help="output directory for tables, layers/ and figures/")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     ap.add_argument("--smoke-figures", action="store_true",
