@@ -6,7 +6,7 @@ SEEDS     ?= 0
 OVERRIDES ?=
 STAMP  := $(VENV)/.frx-installed
 
-.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv
+.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv wheels gpu-table2
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,3 +44,22 @@ table1 table2 table3 table4: $(STAMP)
 
 tables: $(STAMP)
 	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+
+# Table 2 on one GPU within BUDGET_S seconds, most valuable rows first, several at once; one archive
+# gpu_table2.tar.gz in ARCHIVE_DIR ($$OUT on a device machine). Needs only python3 with torch there:
+# hydra-core/omegaconf wheels and the CIFAR-10 file travel in .carry/ (`make wheels` fills it).
+# Check it here: make gpu-table2 DEVICE=cpu SCALE=smoke PYTHON=.venv/bin/python   (docs/GPU.md)
+BUDGET_S    ?= 480
+DEVICE      ?= cuda
+PYTHON      ?= python3
+ARCHIVE_DIR ?= $(OUT)
+GPU_ARGS    ?=
+GPU_SCALE   := $(if $(filter command line,$(origin SCALE)),$(SCALE),gpu)
+
+gpu-table2:
+	$(PYTHON) scripts/gpu_table2.py --budget-s $(BUDGET_S) --device $(DEVICE) --scale $(GPU_SCALE) \
+		$(if $(ARCHIVE_DIR),--archive-dir $(ARCHIVE_DIR)) $(GPU_ARGS) $(if $(OVERRIDES),-- $(OVERRIDES))
+
+# .carry/ for gpu-table2 (where pip reaches an index): wheels, CIFAR-10 JPEG copies, lossless test images
+wheels:
+	scripts/gpu_table2_carry.sh $(if $(wildcard $(PY)),$(PY),python3) $(or $(FRX_SHARED_DATA),../shared/data)

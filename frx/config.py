@@ -24,6 +24,8 @@ from .fr.schedule import UNITS
 from .prune import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+SCHEDULERS = ("cosine", "linear", "none")  # trainer.scheduler.name (frx.loop.make_scheduler)
+AMP_DTYPES = ("float16", "bfloat16")  # trainer.amp_dtype
 
 
 class UserError(Exception):
@@ -55,13 +57,16 @@ class OptimizerConf:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
 
 
 @dataclass
 class SchedulerConf:
-    name: str = "cosine"  # cosine (per step, to min_lr at the last step) | none
+    # cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay to min_lr) | none
+    name: str = "cosine"
     min_lr: float = 0.0
+    warmup: float = 0.0  # linear only: fraction of the steps spent rising linearly to the peak lr
 
 
 @dataclass
@@ -75,7 +80,12 @@ class TrainerConf:
     grad_clip: Optional[float] = None  # max global grad norm, None = off
     eval_every: int = 1  # validate every n epochs (0 = only after the last epoch)
     device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, mps
-    amp: bool = False  # float16 autocast + GradScaler on a CUDA device (ignored on cpu)
+    amp: bool = False  # autocast on a CUDA device (ignored on cpu)
+    amp_dtype: str = "float16"  # float16 (with a GradScaler) | bfloat16 (no scaler needed)
+    channels_last: bool = False  # NHWC model and inputs (faster convolutions on a GPU)
+    label_smoothing: float = 0.0  # classification cross-entropy label smoothing
+    # read losses back from the device every n steps (bar, divergence check); > 1 avoids a per-step sync
+    log_every: int = 1
     compile: bool = False  # torch.compile the training forward
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn only) and fixed seeds
     threads: Optional[int] = None  # torch.set_num_threads; None = torch's default
@@ -188,7 +198,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
     choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS), "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
                "trainer.optimizer.name": (tr.optimizer.name, ("adam", "adamw", "sgd")),
-               "trainer.scheduler.name": (tr.scheduler.name, ("cosine", "none")),
+               "trainer.scheduler.name": (tr.scheduler.name, SCHEDULERS),
+               "trainer.amp_dtype": (tr.amp_dtype, AMP_DTYPES),
                "prune.schedule": (pr.schedule, SCHEDULES), "task": (task_name(out), tuple(tasks.names()))}
     for name, (value, allowed) in choices.items():
         _check(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -196,7 +207,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         bad = set(mk) - set(KINDS)
         _check(not bad, f"{name} keys must be {' and/or '.join(KINDS)}, got {', '.join(sorted(bad))}")
         _check(all(v >= 1 for v in mk.values()), f"{name} values must be >= 1, got {dict(mk)}")
-    positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size,
+    for name, v in (("trainer.scheduler.warmup", tr.scheduler.warmup), ("trainer.label_smoothing", tr.label_smoothing)):
+        _check(0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v}")
+    positive = {"trainer.epochs": tr.epochs, "trainer.batch_size": tr.batch_size, "trainer.log_every": tr.log_every,
                 "trainer.eval_batch_size": tr.eval_batch_size, "scale.fid_extractor_epochs": sc.fid_extractor_epochs,
                 "trainer.max_steps_per_epoch": tr.max_steps_per_epoch, "prune.steps": pr.steps}
     for name, value in positive.items():

@@ -91,6 +91,8 @@ def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device
     samples = loop.task.save_samples(plain32, run_dir / "samples.png")
     record_path.parent.mkdir(parents=True, exist_ok=True)
     extra = dict(loop.task.metric_extra()) | _keep_beside_record(cfg, record_path, run_dir, samples, packed)
+    for key, split in loop.splits.extra_val.items():  # further test sets, measured like `value` (packed float32)
+        extra[f"{loop.task.metric}_{key}"] = loop.task.evaluate(plain32, split)
     spec = models.spec_from_config(cfg.model)
     record = rec.Record(
         experiment=run_name(cfg), tag=run_tag(cfg), table=cfg.run.table, row=cfg.run.row, method=method,

@@ -87,8 +87,8 @@ class Loop:
         self.optimizers = task.optimizers(model)
         self.steps = steps_per_epoch(len(splits.train), self.tr.batch_size, self.tr.max_steps_per_epoch)
         total = self.steps * self.tr.epochs
-        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total, eta_min=self.tr.scheduler.min_lr)
-                           for o in self.optimizers] if self.tr.scheduler.name == "cosine" else []
+        self.schedulers = [make_scheduler(o, self.tr.scheduler, total) for o in self.optimizers] \
+            if self.tr.scheduler.name != "none" else []
         self.train_model = torch.compile(model) if self.tr.compile else model
         self.gen = torch.Generator().manual_seed(int(cfg.seed))  # data order
         self.ckpt_path = run_dir / ckpt.FILENAME
@@ -152,7 +152,7 @@ class Loop:
         """One epoch of optimizer steps, the schedules' epoch ends and (when due) evaluation; its log entry."""
         t0, epoch, epochs = time.time(), self.epoch + 1, self.tr.epochs
         self.model.train()
-        losses: list[float] = []
+        losses: list = []  # floats or 0-dim tensors on the device, read back at the epoch's end
         bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
                    disable=None if self.tr.progress else True)  # None: only on a terminal
         for i, batch in enumerate(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True,
@@ -165,11 +165,17 @@ class Loop:
             if self.handle is not None:
                 self.handle.step()
             losses.append(out["loss"])
-            if not math.isfinite(out["loss"]):
-                raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
-            bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{self.kept():,}"}, refresh=False)
+            if (i + 1) % self.tr.log_every == 0:  # numbers are read back from the device only here
+                out = {k: float(v) for k, v in out.items()}
+                if not math.isfinite(out["loss"]):
+                    raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
+                bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{self.kept():,}"}, refresh=False)
             bar.update()
         bar.close()
+        losses = [float(v) for v in losses]
+        bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]
+        if bad:  # the steps between log lines are checked here
+            raise UserError(f"training diverged at epoch {epoch}, step {bad[0][0] + 1}: loss {bad[0][1]}")
         if self.handle is not None:
             self.handle.epoch_end()
         if self.pruner is not None and not self.pruner.done:
@@ -182,6 +188,23 @@ class Loop:
         log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
                  f"{self.task.metric} {val:.4f}  " if val is not None else "", f"{entry['kept']:,}", entry["time_s"])
         return entry
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, sc: Any, total_steps: int):
+    """cosine: to min_lr at the last step; linear: linear warm-up over the first `warmup` fraction
+    of the steps, then linear decay to min_lr (a triangular one-cycle). Both step once per batch."""
+    if sc.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=sc.min_lr)
+    peak = optimizer.param_groups[0]["lr"]
+    up = max(1, round(sc.warmup * total_steps)) if sc.warmup > 0 else 0
+    floor = sc.min_lr / peak
+
+    def factor(step: int) -> float:
+        if step < up:
+            return (step + 1) / up
+        return floor + (1 - floor) * max(0.0, (total_steps - step) / max(1, total_steps - up))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _restore_prune_masks(pruner: MagnitudePruner, state: dict) -> None:

@@ -54,6 +54,7 @@ def load_data(cfg: DictConfig, device: torch.device):
     if device.type == "cuda":  # keep in-memory data sets on the GPU (Carvana streams from disk)
         splits.train, splits.val = (s.to(device) if isinstance(s, data.TensorSplit) else s
                                     for s in (splits.train, splits.val))
+        splits.extra_val = {k: s.to(device) for k, s in splits.extra_val.items()}
     return splits
 
 
@@ -75,6 +76,8 @@ def run(cfg: DictConfig) -> Record:
     model = models.build_from_config(cfg.model)
     handle = attach_fr(cfg, model, task)
     model.to(device)
+    if cfg.trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
     pruner = attach_pruner(cfg, model)
 
     run_dir = Path(str(cfg.run.dir))

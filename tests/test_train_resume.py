@@ -69,10 +69,15 @@ class InjectedCrash(Exception):
 
 
 @pytest.mark.parametrize("extra", [["fr=none"], ["fr=none", "prune=magnitude", "prune.steps=2"],
-                                   ["fr.unit=epoch", "fr.gamma=0.5"]], ids=["plain", "prune", "fr-per-epoch"])
+                                   ["fr.unit=epoch", "fr.gamma=0.5"],
+                                   ["+dataset.augment={crop_padding: 2, flip: true}", "trainer.scheduler.name=linear",
+                                    "trainer.scheduler.warmup=0.3", "trainer.optimizer.name=sgd",
+                                    "trainer.optimizer.lr=0.05"]],
+                         ids=["plain", "prune", "fr-per-epoch", "augment-linear-lr"])
 def test_resume_after_crash(tmp_path, monkeypatch, extra):
     """A crash right after epoch 2's checkpoint (injected), then trainer.resume=true: same as a straight run.
-    Pruning resumes with its masks, the per-epoch FR schedule with its position."""
+    Pruning resumes with its masks, the per-epoch FR schedule with its position, batch augmentation
+    with its random state."""
     real_save = checkpoint.save
 
     def save_then_crash(path, state):
@@ -89,5 +94,6 @@ def test_resume_after_crash(tmp_path, monkeypatch, extra):
     straight = run(compose(overrides(tmp_path, "straight", *extra, args=SHORT)))
     assert resumed.metric == straight.metric and resumed.tensors == straight.tensors
     assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in straight.epochs]
+    assert [e["lr"] for e in resumed.epochs] == [e["lr"] for e in straight.epochs]
     if "prune=magnitude" in extra:
         assert resumed.method == "prune" and resumed.counts["kept_weights"] == 776

@@ -105,7 +105,9 @@ def present(root) -> dict[str, str]:
         out["mnist"] = f"MNIST in {mnist.raw_dir(root)}"
     if cifar10.present(root):
         sub = cifar10.subset_info(root)
-        out["cifar10"] = f"CIFAR-10 in {cifar10.batch_dir(root)}" + (f" (SUBSET: {sub['note']})" if sub else "")
+        jpeg = cifar10.jpeg_info(root)
+        out["cifar10"] = f"CIFAR-10 in {cifar10.batch_dir(root)}" + (f" (SUBSET: {sub['note']})" if sub else "") \
+            + (f" ({jpeg['note']})" if jpeg else "")
     base = root_path(root)
     if base.is_dir():
         for d in sorted(base.iterdir()):

@@ -1,22 +1,40 @@
 """CIFAR-10 in torchvision's layout: ``<root>/cifar-10-batches-py/`` with the
 pickled ``data_batch_1..5`` and ``test_batch``. A subset imported from the
-shared ``.npz`` is written in the same layout plus ``frx_subset.json``."""
+shared ``.npz`` is written in the same layout plus ``frx_subset.json``.
+
+The full set as JPEG bytes (``cifar10-jpeg.npz``: lossy re-encodings of the
+originals) is decoded once at import and written in the same layout plus
+``frx_jpeg.json``; every record of a run on it says "CIFAR-10 (JPEG copies)".
+The lossless first test images (``x_test`` of ``cifar10-subset.npz``) are stored
+beside it as ``frx_lossless_test``: runs report their accuracy on them as a
+second metric (``top1_lossless1k``), and on the same images' JPEG copies
+(``top1_jpeg1k``), so the JPEG effect can be read directly."""
 from __future__ import annotations
 
+import io
 import json
+import os
 import pickle
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import DataMissing, Splits, Writer, log, root_path, tensor_split
+from .common import DataMissing, Splits, Writer, file_md5, log, root_path, tensor_split
 
 FOLDER = "cifar-10-batches-py"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = "test_batch"
 SUBSET_MARKER = "frx_subset.json"
+JPEG_MARKER = "frx_jpeg.json"
+LOSSLESS_TEST = "frx_lossless_test"
+JPEG_MD5 = "77cad84c5fe7cbacb551e8a3f5a45e2d"  # the shared cifar10-jpeg.npz (data README)
+JPEG_NOTE = "CIFAR-10 (JPEG copies)"
+JPEG_KEYS = ("train_jpeg", "train_offsets", "y_train", "test_jpeg", "test_offsets", "y_test")
+# where the lossless first test images are looked for beside the JPEG file
+LOSSLESS_NAMES = ("cifar10-subset.npz", "cifar10-lossless-test1k.npz")
 LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -29,6 +47,7 @@ def missing_message(root, what: str = "is not") -> str:
             f"Import a local copy with one of:\n"
             f"  frx-data import cifar10 /path/to/cifar-10-batches-py --root {root}\n"
             f"  frx-data import cifar10 /path/to/cifar-10-python.tar.gz --root {root}\n"
+            f"  frx-data import cifar10 /path/to/cifar10-jpeg.npz --root {root}     (the full set as JPEG copies)\n"
             f"  frx-data import cifar10 /path/to/cifar10-subset.npz --root {root}   (a real 10,000/1,000 subset)\n"
             f"or, with internet access, set dataset.download=true (torchvision downloads it).")
 
@@ -56,6 +75,11 @@ def subset_info(root) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def jpeg_info(root) -> dict | None:
+    p = batch_dir(root) / JPEG_MARKER
+    return json.loads(p.read_text()) if p.exists() else None
+
+
 def present(root) -> bool:
     d = batch_dir(root)
     return (d / TEST).exists() and (d / TRAIN[0]).exists()
@@ -70,8 +94,9 @@ def load_arrays(root, download: bool = False):
 
         torchvision.datasets.CIFAR10(str(root_path(root)), train=True, download=True)
     sub = subset_info(root)
-    names = sub["train_batches"] if sub is not None else [n for n in TRAIN if (d / n).exists()]
-    if sub is None and len(names) < len(TRAIN):
+    listed = sub or jpeg_info(root) or {}  # an import of fewer images lists the batches it wrote
+    names = listed["train_batches"] if "train_batches" in listed else [n for n in TRAIN if (d / n).exists()]
+    if "train_batches" not in listed and len(names) < len(TRAIN):
         raise DataMissing(missing_message(root, "is incomplete (missing " +
                                           ", ".join(n for n in TRAIN if n not in names) + ")"))
     parts = [read_batch(d / n) for n in names]
@@ -87,19 +112,173 @@ def load(cfg) -> Splits:
     val = tensor_split(xte, yte, cfg, cfg.get("limit_val"))
     info = {"source": "cifar10", "train_size": len(train), "val_size": len(val), "val_is": "test set",
             "subset": sub is not None or len(train) < 50000 or len(val) < 10000}
+    extra = {}
+    jpeg = jpeg_info(cfg.root)
+    if jpeg is not None:
+        info.update(jpeg_copies=True, data_note=jpeg["note"], val_is="test set (JPEG copies)")
+        lossless = batch_dir(cfg.root) / LOSSLESS_TEST
+        if lossless.exists():
+            xl, yl = read_batch(lossless)
+            extra["lossless1k"] = tensor_split(torch.from_numpy(xl), yl, cfg, cfg.get("limit_val"))
+            # the JPEG copies of the same test images: the pair shows the JPEG effect exactly
+            extra["jpeg1k"] = tensor_split(xte[:len(yl)], yte[:len(yl)], cfg, cfg.get("limit_val"))
+            info["second_test_sets"] = {
+                "lossless1k": f"the lossless first {len(yl)} test images (official order)",
+                "jpeg1k": f"the JPEG copies of the same {len(yl)} test images"}
+        log.info("%s", jpeg["note"])
     if sub is not None:
         info["subset_note"] = sub.get("note", "")
         log.warning("CIFAR-10 in %s is a SUBSET (%s): %d train / %d test images",
                     batch_dir(cfg.root), sub.get("note", ""), len(train), len(val))
     else:
         log.info("CIFAR-10: %d train / %d test images", len(train), len(val))
-    return Splits(train, val, info)
+    return Splits(train, val, info, extra)
 
 
-def import_files(src, root, force: bool = False) -> dict:
+# ---- the full set as JPEG bytes ---------------------------------------------------------------
+
+def read_jpeg_npz(src: Path) -> dict:
+    """The arrays of a ``cifar10-jpeg.npz``, checked for structure (keys, offsets, labels)."""
+    z = np.load(src, allow_pickle=False)
+    missing = [k for k in JPEG_KEYS if k not in z.files]
+    if missing:
+        raise ValueError(f"{src}: not a CIFAR-10 JPEG file (missing {', '.join(missing)})")
+    a = {k: z[k] for k in JPEG_KEYS}
+    for part in ("train", "test"):
+        off, y, blob = a[f"{part}_offsets"], a[f"y_{part}"], a[f"{part}_jpeg"]
+        if off.ndim != 1 or len(off) != len(y) + 1 or off[0] != 0 or off[-1] != len(blob) \
+                or np.any(np.diff(off) <= 0):
+            raise ValueError(f"{src}: {part}_offsets do not cut {part}_jpeg into {len(y)} images")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise ValueError(f"{src}: y_{part} has labels outside 0-9")
+    return a
+
+
+def decode_jpegs(blob: np.ndarray, offsets: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Images start..stop of a JPEG blob as uint8 (n, 32, 32, 3) (Pillow, RGB)."""
+    from PIL import Image
+
+    stop = len(offsets) - 1 if stop is None else stop
+    out = np.empty((stop - start, 32, 32, 3), dtype=np.uint8)
+    for i in range(start, stop):
+        img = np.asarray(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+        if img.shape != (32, 32, 3):
+            raise ValueError(f"JPEG {i} decodes to {img.shape}, not 32x32x3")
+        out[i - start] = img
+    return out
+
+
+def _decode_chunk(args):
+    blob, offsets = args
+    return decode_jpegs(blob, offsets)
+
+
+def decode_all(blob: np.ndarray, offsets: np.ndarray, desc: str, jobs: int | None = None,
+               chunk: int = 2000, progress: bool = True) -> np.ndarray:
+    """Decode every image, ``jobs`` processes at once, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    n = len(offsets) - 1
+    parts = [(blob[offsets[a]:offsets[min(a + chunk, n)]], offsets[a:min(a + chunk, n) + 1] - offsets[a])
+             for a in range(0, n, chunk)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, 8, len(parts)))
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress)
+    out = []
+    try:
+        if jobs == 1:
+            for p in parts:
+                out.append(_decode_chunk(p))
+                bar.update(len(out[-1]))
+        else:
+            with ProcessPoolExecutor(jobs) as pool:
+                for x in pool.map(_decode_chunk, parts):
+                    out.append(x)
+                    bar.update(len(x))
+    finally:
+        bar.close()
+    return np.concatenate(out) if out else np.empty((0, 32, 32, 3), np.uint8)
+
+
+def find_lossless(src: Path) -> Path | None:
+    """The file with the lossless first test images beside ``src``, if there is one."""
+    for name in LOSSLESS_NAMES:
+        if (src.parent / name).exists():
+            return src.parent / name
+    return None
+
+
+def read_lossless(path: Path, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x_test/y_test (HWC uint8) of an .npz holding the lossless first test images; their labels
+    must be the first labels of the JPEG test set."""
+    z = np.load(path, allow_pickle=False)
+    if "x_test" not in z.files or "y_test" not in z.files:
+        raise ValueError(f"{path}: expected x_test and y_test (the lossless first test images)")
+    x, y = z["x_test"], z["y_test"]
+    if x.shape[1:] != (32, 32, 3) or len(x) != len(y) or len(y) > len(y_test):
+        raise ValueError(f"{path}: x_test {x.shape} / y_test {y.shape} are not the first test images of CIFAR-10")
+    if not np.array_equal(y, y_test[:len(y)]):
+        raise ValueError(f"{path}: its y_test are not the first labels of the JPEG test set")
+    return x, y
+
+
+def import_jpeg(src: Path, root, force: bool = False, lossless: Path | None = None, jobs: int | None = None,
+                progress: bool = True) -> dict:
+    """Decode a ``cifar10-jpeg.npz`` once and store it in torchvision's layout (see the module doc).
+    ``lossless``: the .npz with the lossless first test images (default: found beside ``src``)."""
+    a = read_jpeg_npz(src)  # every check before any decoding
+    lossless = lossless or find_lossless(src)
+    xl = yl = None
+    if lossless is not None:
+        xl, yl = read_lossless(Path(lossless), a["y_test"])
+    dst = batch_dir(root)
+    if (dst / SUBSET_MARKER).exists() and not force:
+        raise FileExistsError(f"{dst} holds a CIFAR-10 subset; use --force to replace it by the JPEG copies")
+    md5 = file_md5(src)
+    if md5 != JPEG_MD5:
+        log.warning("%s: MD5 %s is not the published file's (%s); its structure is fine, importing it",
+                    src, md5, JPEG_MD5)
+    xtr = decode_all(a["train_jpeg"], a["train_offsets"], "decode train JPEGs", jobs, progress=progress)
+    xte = decode_all(a["test_jpeg"], a["test_offsets"], "decode test JPEGs", jobs, progress=progress)
+    ytr, yte = a["y_train"], a["y_test"]
+    writer = Writer(force=force)
+    per = 10000
+    batches = [TRAIN[i // per] for i in range(0, len(ytr), per)]
+    for i in range(0, len(ytr), per):
+        writer.add(dst / TRAIN[i // per], encode_batch(xtr[i:i + per].transpose(0, 3, 1, 2), ytr[i:i + per],
+                                                     f"training batch {i // per + 1} of 5 (JPEG copies)"))
+    writer.add(dst / TEST, encode_batch(xte.transpose(0, 3, 1, 2), yte, "testing batch 1 of 1 (JPEG copies)"))
+    writer.add(dst / "batches.meta", pickle.dumps(
+        {"num_cases_per_batch": per, "label_names": LABEL_NAMES, "num_vis": 3072}, protocol=2))
+    if xl is not None:
+        writer.add(dst / LOSSLESS_TEST, encode_batch(xl.transpose(0, 3, 1, 2), yl, "lossless first test images"))
+    note = (f"{JPEG_NOTE}: {len(ytr)} training and {len(yte)} test images decoded from {src.name} "
+            f"(lossy re-encodings of the originals, mean PSNR 30.5 dB)")
+    writer.add(dst / JPEG_MARKER, json.dumps(
+        {"source": str(src), "md5": md5, "md5_is_published": md5 == JPEG_MD5, "train": int(len(ytr)),
+         "test": int(len(yte)), "train_batches": batches, "lossless_test": int(len(yl)) if yl is not None else 0,
+         "lossless_source": str(lossless) if lossless is not None else None, "note": note}, indent=1).encode())
+    result = writer.commit()
+    if (dst / SUBSET_MARKER).exists():
+        (dst / SUBSET_MARKER).unlink()
+    if xl is None and (dst / LOSSLESS_TEST).exists():  # from an earlier import: it belongs to other files
+        (dst / LOSSLESS_TEST).unlink()
+    return {**result, "lossless_test": 0 if yl is None else len(yl)}
+
+
+def import_files(src, root, force: bool = False, lossless=None, jobs: int | None = None,
+                 progress: bool = True) -> dict:
     """Import CIFAR-10 from the official ``cifar-10-batches-py`` folder, the official
-    ``.tar.gz``, or an ``.npz`` with x_train/y_train/x_test/y_test (uint8, HWC)."""
+    ``.tar.gz``, an ``.npz`` with x_train/y_train/x_test/y_test (uint8, HWC), or the full
+    set as JPEG bytes (``cifar10-jpeg.npz``, see ``import_jpeg``; ``lossless``, ``jobs`` and
+    ``progress`` are its options)."""
     src = Path(src).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist")
+    if src.suffix == ".npz" and "train_jpeg" in np.load(src).files:
+        return import_jpeg(src, root, force=force, lossless=Path(lossless).expanduser() if lossless else None,
+                           jobs=jobs, progress=progress)
+    if lossless:
+        raise ValueError("--lossless-test goes with the JPEG copies (cifar10-jpeg.npz) only")
     dst = batch_dir(root)
     writer = Writer(force=force)
     if src.is_dir():
@@ -143,6 +322,8 @@ def import_files(src, root, force: bool = False) -> dict:
         if not force:
             raise FileExistsError(f"{dst} holds a CIFAR-10 subset; use --force to replace it by the full set")
     result = writer.commit()
-    if full and (dst / SUBSET_MARKER).exists():
-        (dst / SUBSET_MARKER).unlink()
+    if full:  # the original images: no subset, no JPEG copies
+        for marker in (SUBSET_MARKER, JPEG_MARKER, LOSSLESS_TEST):
+            if (dst / marker).exists():
+                (dst / marker).unlink()
     return result

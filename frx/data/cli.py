@@ -26,10 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import", parents=[common], help="import a local copy of a data set into the root")
     imp.add_argument("dataset", choices=["mnist", "cifar10", "carvana"])
     imp.add_argument("path", help="mnist: folder with the 4 .gz files; cifar10: cifar-10-batches-py folder, "
-                                  "cifar-10-python.tar.gz or a subset .npz; carvana: folder with train/ and "
+                                  "cifar-10-python.tar.gz, cifar10-jpeg.npz (the full set as JPEG copies) or a "
+                                  "subset .npz; carvana: folder with train/ and "
                                   "train_masks/ (or train.zip and train_masks.zip)")
     imp.add_argument("--force", action="store_true", help="replace existing files that differ")
     imp.add_argument("--link", action="store_true", help="carvana: symlink the files instead of copying")
+    imp.add_argument("--lossless-test", default=None, metavar="NPZ",
+                     help="cifar10-jpeg.npz: .npz whose x_test/y_test are the lossless first test images "
+                          "(default: cifar10-subset.npz beside it, when there)")
+    imp.add_argument("--jobs", type=int, default=None, help="cifar10-jpeg.npz: decoding processes (default: cores, <= 8)")
     imp.add_argument("--no-verify", action="store_true",
                      help="mnist: skip the check of the published MD5 checksums")
     syn = sub.add_parser("make-synthetic-carvana", parents=[common],
@@ -50,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                 r = mnist.import_files(a.path, a.root, force=a.force, verify=not a.no_verify)
                 where = mnist.raw_dir(a.root)
             elif a.dataset == "cifar10":
-                r = cifar10.import_files(a.path, a.root, force=a.force)
+                r = cifar10.import_files(a.path, a.root, force=a.force, lossless=a.lossless_test, jobs=a.jobs)
                 where = cifar10.batch_dir(a.root)
             else:
                 r = carvana.import_files(a.path, a.root, force=a.force, link=a.link)
                 where = carvana.data_dir(a.root)
             print(f"{a.dataset}: {r['written']} files written, {r['skipped']} identical skipped -> {where}")
+            if a.dataset == "cifar10" and cifar10.jpeg_info(a.root):
+                print(f"note: {cifar10.jpeg_info(a.root)['note']}; lossless first test images: "
+                      f"{r.get('lossless_test', 0) or 'none (no lossless file beside it; see --lossless-test)'}")
             if a.dataset == "cifar10" and cifar10.subset_info(a.root):
                 print(f"note: this is a SUBSET of CIFAR-10 ({cifar10.subset_info(a.root)['note']})")
         elif a.cmd == "make-synthetic-carvana":

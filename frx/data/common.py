@@ -59,12 +59,15 @@ class TensorSplit:
         """A copy of the split with its tensors on ``device`` (e.g. once, before training)."""
         return TensorSplit(self.x.to(device), self.y.to(device), self.size)
 
-    def take(self, idx: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch at ``idx`` on ``device``, at ``size``."""
+    def take(self, idx: torch.Tensor, device=None, augment=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch at ``idx`` on ``device``, augmented by ``augment(x)`` (at the stored
+        resolution, on ``device``), then at ``size``."""
         idx = idx.to(self.x.device)
         x, y = self.x[idx], self.y[idx]
         if device is not None:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
             x = resize_images(x, self.size)
         return x, y
@@ -73,11 +76,13 @@ class TensorSplit:
 @dataclass
 class Splits:
     """``train`` and ``val`` (the official test set where a data set has one);
-    ``info`` says what was loaded (sizes, subset/synthetic flags, notes)."""
+    ``info`` says what was loaded (sizes, subset/synthetic flags, notes); ``extra_val``
+    holds further test sets by name (a run reports ``<metric>_<name>`` on each)."""
 
     train: Any
     val: Any
     info: dict = field(default_factory=dict)
+    extra_val: dict = field(default_factory=dict)
 
 
 def resize_images(x: torch.Tensor, size) -> torch.Tensor:
@@ -118,18 +123,21 @@ def tensor_split(x_uint8: torch.Tensor, y, cfg, lim) -> TensorSplit:
 
 
 def batches(split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-            device="cpu", drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            device="cpu", drop_last: bool = False, augment=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches on ``device``. In-memory splits are indexed directly
-    (call ``split.to(device)`` once to keep the whole split on a GPU); other
-    splits (Carvana) go through a DataLoader with the split's ``num_workers``."""
+    (call ``split.to(device)`` once to keep the whole split on a GPU) and ``augment``
+    (e.g. ``CropFlip``) transforms each whole batch; other splits (Carvana) go through
+    a DataLoader with the split's ``num_workers``."""
     if isinstance(split, TensorSplit):
         n = len(split)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         order = order.to(split.device)
         stop = n - n % batch_size if drop_last else n
         for i in range(0, stop, batch_size):
-            yield split.take(order[i:i + batch_size], device)
+            yield split.take(order[i:i + batch_size], device, augment)
         return
+    if augment is not None:
+        raise ValueError("batch augmentation needs an in-memory split")
     device = torch.device(device)
     workers = getattr(split, "num_workers", 0)
     loader = torch.utils.data.DataLoader(
@@ -137,6 +145,31 @@ def batches(split, batch_size: int, shuffle: bool, generator: torch.Generator | 
         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+class CropFlip:
+    """Standard CIFAR augmentation on a whole batch (N, C, H, W), on the batch's device:
+    a random H x W crop of the image padded by ``padding`` pixels on each side (reflect),
+    and a horizontal flip with probability 1/2. The random numbers come from ``generator``
+    (on the data's device), so a seed fixes them; no Python loop over images."""
+
+    def __init__(self, generator: torch.Generator, padding: int = 4, flip: bool = True):
+        self.generator, self.padding, self.flip = generator, int(padding), bool(flip)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p, dev = self.padding, x.device
+        if p:
+            xp = F.pad(x, (p, p, p, p), mode="reflect")
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator, device=dev)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator, device=dev)
+            rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None].expand(n, c, h, w + 2 * p)
+            cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :].expand(n, c, h, w)
+            x = xp.gather(2, rows).gather(3, cols)
+        if self.flip:
+            flip = torch.rand(n, generator=self.generator, device=dev) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
 
 
 def md5(data: bytes) -> str:

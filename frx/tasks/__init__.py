@@ -42,8 +42,10 @@ class Task:
         self.device = torch.device(device)
         self._batches = batches
         self.amp = bool(cfg.trainer.amp) and self.device.type == "cuda"  # autocast is a GPU feature here
+        self.amp_dtype = getattr(torch, str(cfg.trainer.amp_dtype))
         self.grad_clip = cfg.trainer.grad_clip
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.device.type == "cuda" else None
+        # bfloat16 has float32's range: only float16 needs loss scaling
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None
 
     # -- data ---------------------------------------------------------------------------------
     def batches(self, split: Any, batch_size: int, shuffle: bool = False,
@@ -59,7 +61,7 @@ class Task:
     def autocast(self):
         if not self.amp:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.float16)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         return [make_optimizer(model.parameters(), self.cfg.trainer.optimizer)]
@@ -85,11 +87,12 @@ class Task:
         raise NotImplementedError
 
     def train_step(self, model: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer]) -> dict:
-        """One optimization step. Returns {"loss": float, ...} (extra entries are shown and logged)."""
+        """One optimization step. Returns {"loss": ..., ...} as numbers or 0-dim tensors (extra entries
+        are shown and logged); tensors are read back only when a log line needs them."""
         with self.autocast():
             loss, extra = self.loss(model, batch)
         self.backward_step(loss, optimizers[0])
-        return {"loss": float(loss.detach()), **extra}
+        return {"loss": loss.detach(), **extra}
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: Any) -> float:
@@ -117,7 +120,8 @@ def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg.betas))
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(ocfg.momentum))
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(ocfg.momentum),
+                               nesterov=bool(ocfg.nesterov))
     raise ValueError(f"trainer.optimizer.name must be adam, adamw or sgd, got {ocfg.name!r}")
 
 
