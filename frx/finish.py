@@ -1,5 +1,5 @@
-"""The end of a run: pack the model (float32 and float16), measure the metric on fresh plain models
-loaded from the packed files, and write the record (plus small samples and packs beside it)."""
+"""The end of a run: pack the model (float32, float16 and, with FR, int8 coefficients), measure the
+metric on fresh plain models loaded from the packed files, and write the record (plus small samples and packs beside it)."""
 
 from __future__ import annotations
 
@@ -50,11 +50,12 @@ def tensor_table(model: nn.Module, plain: nn.Module, method: str,
 
 
 def pack_and_evaluate(cfg: DictConfig, loop: Loop, run_dir: Path, device: Any) -> tuple[dict, dict, nn.Module]:
-    """(packed bytes, metric per dtype, the plain model loaded from the float32 pack)."""
-    meta = {"experiment": run_name(cfg), "model": cfg.model.get("name"), "seed": int(cfg.seed),
-            "method": method_of(cfg)}
+    """(packed bytes, metric per dtype, the plain model loaded from the float32 pack). int8 stores only
+    FR's kept coefficients in int8 (the other tensors in float16), so it is packed for FR runs only."""
+    method = method_of(cfg)
+    meta = {"experiment": run_name(cfg), "model": cfg.model.get("name"), "seed": int(cfg.seed), "method": method}
     packed, values, plain = {}, {}, {}
-    for dtype in ("float32", "float16"):
+    for dtype in ("float32", "float16") + (("int8",) if method == "fr" else ()):
         path = run_dir / f"model.{dtype}.frx"
         packed[dtype] = int(pack(loop.model, path, dtype=dtype, meta=meta, overwrite=True))
         plain[dtype] = models.build_from_config(cfg.model)
@@ -101,7 +102,7 @@ def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device
         data=dict(getattr(loop.splits, "info", {}) or {}), task=loop.task.name, seed=int(cfg.seed),
         device=str(device), metric={"name": loop.task.metric, "higher_is_better": loop.task.higher_is_better,
                                     "value": values["float32"], "value_fp16": values["float16"],
-                                    "value_live": value_live},
+                                    "value_int8": values.get("int8"), "value_live": value_live},
         metric_extra=extra, tensors=tensors, counts=counts, packed_bytes=packed, epochs=loop.log,
         config=resolved_config(cfg), git_commit=rec.git_commit(), versions=rec.versions(),
         wall_time_s=round(loop.elapsed_before + time.time() - t_start, 3), created=rec.now_utc())
@@ -123,7 +124,8 @@ def print_summary(r: rec.Record, record_path: Path, run_dir: Path) -> None:
         f"  kept weights  {kept:,} of {dense:,} ({100 * kept / max(dense, 1):.3g} %), "
         f"compression {rate:,.1f}x ({2 * rate:,.1f}x counting float16 as half)",
         f"  other params  {c['other_params']:,} (biases, norm layers; not counted above)",
-        f"  packed        {pb['float32']:,} B float32, {pb['float16']:,} B float16",
+        f"  packed        {pb['float32']:,} B float32, {pb['float16']:,} B float16"
+        + (f", {pb['int8']:,} B int8 ({m['name']} {m['value_int8']:.4f})" if "int8" in pb else ""),
         f"  wall time     {r.wall_time_s:.1f} s",
         f"  record        {record_path}",
         f"  run dir       {run_dir}",

@@ -51,11 +51,15 @@ class Record:
     task: str  # "classification" | "segmentation" | "gan" | "vae"
     seed: int
     device: str
-    metric: dict  # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live
+    # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live (None where that
+    # model was not evaluated, e.g. a converted release has only its float16 file); and value_int8
+    # (the int8 pack: FR runs; None or absent otherwise). metric_extra.value_int8_quantized_from names the
+    # file it was quantized from when that was not the trained model (a later measurement)
+    metric: dict
     metric_extra: dict  # task extras (fid_feature_extractor, ...), samples, packed_float16_file
     tensors: list  # per weight tensor: name, kind, shape, view, dense, kept, regularized
     counts: dict  # dense_weights, kept_weights, other_params
-    packed_bytes: dict  # float32, float16
+    packed_bytes: dict  # float32, float16 (and int8 for FR runs)
     epochs: list  # per epoch: epoch, train_loss, val_metric, kept, beta, lr, time_s
     config: dict  # the resolved config the run used
     git_commit: Optional[str]
@@ -131,9 +135,10 @@ def upgrade(raw: dict, stem: str) -> dict:
     model_cfg = dict(config.get("model") or {})
     # the model's metadata moved from its config to its registered spec (frx.models)
     config["model"] = {k: v for k, v in model_cfg.items() if k not in _MOVED_TO_MODEL_SPEC}
+    extra = dict(out.get("metric_extra") or {})
     out.update(schema=SCHEMA, tag=tag, linear_view=None if variant in (None, "-", "") else variant,
-               arch=model_cfg.get("variant"), config=config,
-               data=dict((out.get("metric_extra") or {}).get("data") or {}))
+               arch=model_cfg.get("variant"), config=config, data=dict(extra.pop("data", None) or {}),
+               metric_extra=extra)
     return out
 
 

@@ -54,33 +54,36 @@ def main(argv=None) -> int:
                 "dense": math.prod(e["shape"]), "kept": e["k"], "regularized": True}
                for e in header["tensors"] if e["kind"] == "fr"]
     dice = float(result["value"])
-    rec = {
-        "schema": record.SCHEMA, "experiment": "table3/unet_frereg_release", "table": 3,
-        "row": "UNet (authors' release)", "variant": "-", "method": "converted", "scale": "release",
-        "model": "unet_frereg", "dataset": "frereg-unet/testimgs", "task": "segmentation", "seed": None,
-        "device": "cpu", "git_commit": record.git_commit(), "versions": record.versions(),
-        "config": {"source": args.source.name, "source_md5": hashlib.md5(args.source.read_bytes()).hexdigest(),
-                   "images": result["images"], "size": result["size"], "batch_size": 1,
-                   "commands": [f"frx-convert frereg {args.source.name} {args.packed.name}",
-                                f"frx-eval {args.packed.name} --images testimgs/input --masks testimgs/mask"]},
-        "epochs": [],
-        "metric": {"name": "dice", "higher_is_better": True, "value": dice, "value_fp16": dice, "value_live": None},
-        "metric_extra": {"per_image": result["per_image"], "authors_value": AUTHORS_DICE,
-                         "evaluated": "the model unpacked from the float16 packed file (value and value_fp16 "
-                                      "are that one measurement); the live model was not evaluated"},
-        "notes": "the paper authors' trained FR UNet (their release, unet_fr.pt), converted by frx-convert and "
-                 "evaluated by frx-eval on their 16 Carvana test images at 959x640; not an frx training run",
-        "tensors": tensors,
-        "counts": {"dense_weights": sum(t["dense"] for t in tensors), "kept_weights": sum(t["kept"] for t in tensors),
-                   "other_params": 0},
-        "packed_bytes": {"float16": args.packed.stat().st_size, "float32": bytes32},
-        "wall_time_s": result.get("seconds"),
-        "created": record.now_utc(),
-    }
+    size = result["size"] if isinstance(result["size"], str) else "x".join(map(str, result["size"]))
+    rec = record.Record(
+        experiment="table3/unet_frereg_release", tag="", table=3, row="UNet (authors' release)",
+        method="converted", linear_view=None, scale="release", model="unet_frereg", arch=None,
+        dataset="frereg-unet/testimgs",
+        data={"source": "frereg-unet/testimgs", "val_size": result["images"], "size": size,
+              "data_note": f"the authors' {result['images']} Carvana test images (their release's testimgs, "
+                           f"{size})"},
+        task="segmentation", seed=None, device="cpu",
+        # only the float16 file (the release's own precision) was evaluated: no float32 or live value
+        metric={"name": "dice", "higher_is_better": True, "value": None, "value_fp16": dice, "value_int8": None,
+                "value_live": None},
+        metric_extra={"per_image": result["per_image"], "authors_value": AUTHORS_DICE,
+                      "origin": "the paper authors' trained FR UNet (their release, unet_fr.pt), converted by "
+                                "frx-convert and evaluated by frx-eval; not an frx training run",
+                      "evaluated": "the model unpacked from the float16 packed file (value_fp16); no float32 "
+                                   "file or live model was evaluated"},
+        tensors=tensors,
+        counts={"dense_weights": sum(t["dense"] for t in tensors), "kept_weights": sum(t["kept"] for t in tensors),
+                "other_params": 0},
+        packed_bytes={"float16": args.packed.stat().st_size, "float32": bytes32}, epochs=[],
+        config={"source": args.source.name, "source_md5": hashlib.md5(args.source.read_bytes()).hexdigest(),
+                "images": result["images"], "size": result["size"], "batch_size": 1,
+                "commands": [f"frx-convert frereg {args.source.name} {args.packed.name}",
+                             f"frx-eval {args.packed.name} --images testimgs/input --masks testimgs/mask"]},
+        git_commit=record.git_commit(), versions=record.versions(), wall_time_s=result.get("seconds"),
+        created=record.now_utc())
     record.write(out, rec)
     print(f"{out}: dice {dice:.4f} ({dice:.6f}; the authors' code: {AUTHORS_DICE}), "
-          f"{rec['counts']['kept_weights']} of {rec['counts']['dense_weights']:,} weights kept, "
-          f"{rec['packed_bytes']['float16']:,} bytes (float16)")
+          f"{rec.kept_weights} of {rec.dense_weights:,} weights kept, {rec.packed_bytes['float16']:,} bytes (float16)")
     return 0
 
 

@@ -57,7 +57,7 @@ def results(tmp_path):
                        lenet5_tensors(fr_kept), 580, fp16=0.9684))
     write(runs, record("table1/lenet5_v2_auto", 1, "LeNet5-v2", "fr", "auto", "full", 0, 0.9819,
                        lenet5_tensors(fr_kept), 580))
-    write(runs, record("table1/lenet5_ref", 1, "LeNet5-ref", "plain", "-", "smoke", 0, 0.9906,
+    write(runs, record("table1/lenet5_ref", 1, "LeNet5-ref", "plain", "-", "full", 0, 0.9906,
                        lenet5_tensors([None] * 4), 580))
     write(runs, record("table1/lenet5_v2_prune", 1, "LeNet5-v2", "prune", "-", "full", 0, 0.9493,
                        lenet5_tensors(fr_kept), 580))
@@ -85,7 +85,7 @@ def results(tmp_path):
 
 
 def read_csv(path):
-    return pd.read_csv(path, na_values=[report.NOT_RUN, report.NA, "n/a (dense reference)"], keep_default_na=False)
+    return pd.read_csv(path, na_values=[report.NOT_RUN, report.NA, "n/a (dense reference)", report.PIPELINE_CHECK], keep_default_na=False)
 
 
 def test_table1_numbers(results):
@@ -110,7 +110,7 @@ def test_table1_numbers(results):
     assert auto.variant == "auto" and auto.n == 1 and auto.metric_mean == pytest.approx(98.19)
     assert math.isnan(auto.metric_std)
     ref = df[df.label == "LeNet5-ref"].iloc[0]
-    assert ref.scale == "smoke" and ref.rate_fp32 == 1 and ref.metric_source == "fp32 pack"
+    assert ref.scale == "full" and ref.rate_fp32 == 1 and ref.metric_source == "fp32 pack"
     assert ref.params_ours == 431_080 and ref.params_diff == 431_080 - 431_000  # paper's ref count: all params
     # rows without a record: "not run" in every measured column, no zeros
     raw = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
@@ -175,7 +175,7 @@ def test_table2_float16_row_and_table4_fid(results):
     assert t2[t2.label == "VGG16-v3"].iloc[0].model == "vgg16 (vgg19-config)"
     t4 = read_csv(out / "table4.csv")
     gan = t4[t4.label == "GAN-fr1"].iloc[0]
-    assert gan.metric_mean == pytest.approx(251.5) and gan.metric_diff == pytest.approx(3.5)
+    assert gan.metric_mean == pytest.approx(251.5) and math.isnan(gan.metric_diff)  # smoke: no comparison
     assert gan.fid_feature_extractor == "frx-mnist-cnn" and gan.rate_fp32 == pytest.approx(100)
     assert "frx-mnist-cnn" in (out / "table4.md").read_text()
     raw = pd.read_csv(out / "table4.csv", dtype=str, keep_default_na=False)
@@ -188,7 +188,7 @@ def test_layer_tables(results):
     text = path.read_text()
     assert "fc1.weight" in text and "400,000" in text and "1,562×" in text  # 400000 / 256
     assert "| total" in text and "430,500" in text and "580 other parameters" in text
-    assert len(list((out / "layers").rglob("*.md"))) == 9
+    assert len(list((out / "layers").rglob("*.md"))) == len(list((out.parent / "runs").rglob("*__*.json")))
 
 
 def test_main_cli_and_figure(tmp_path, results):
@@ -257,3 +257,159 @@ def test_run_missing_staleness(tmp_path):
     assert "frx/model.py" in rm.code_changed(sha + "+dirty", "2000-01-01T00:00:00Z", root=tmp_path)
     (tmp_path / "frx" / "new.py").write_text("b = 1\n")  # untracked, modified now
     assert "frx/new.py" in rm.code_changed(sha + "+dirty", "2020-01-01T00:00:00Z", root=tmp_path)
+
+
+# ------------------------------------------------------------------ smoke lines, converted rows, int8, JPEG data
+def schema2(raw, **changes):
+    """A fixture record as schema 2 (what frx-train writes now)."""
+    from frx import record as rec
+
+    return {**rec.upgrade(raw, "x__seed0"), **changes}
+
+
+def write_as(root, rel, rec):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def md_line(md, label):
+    [line] = [ln for ln in md.split("## ")[0].splitlines() if ln.startswith(f"| {label} ")]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def md_header(md):
+    return [c.strip() for c in next(ln for ln in md.splitlines() if ln.startswith("| Row")).strip("|").split("|")]
+
+
+def test_smoke_line_shows_its_metric_but_no_comparison(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = lenet5_tensors([128, 128, 256, 256])
+    write(runs, record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "smoke", 0, 0.5, tensors, 580, fp16=0.4))
+    write(runs, record("table1/lenet5_v2_prune", 1, "LeNet5-v2", "prune", "-", "smoke", 0, 0.3, tensors, 580))
+    write(runs, record("table1/lenet5_v1", 1, "LeNet5-v1", "fr", "flat", "full", 0, 0.98, tensors, 580))
+    assert report.main(["--records", str(runs), "--out", str(out)]) == 0
+    md = (out / "table1.md").read_text()
+    head, smoke, full = md_header(md), md_line(md, "LeNet5-v2"), md_line(md, "LeNet5-v1")
+    assert smoke[head.index("Top-1 Accuracy (%) ours")] == "40.00"  # the metric is shown (fp16 pack)
+    for col in ("Δ Top-1 Accuracy", "Δ params", "Δ rate (paper's convention)"):
+        assert smoke[head.index(col)] == "smoke: pipeline check"
+        assert full[head.index(col)] not in ("smoke: pipeline check", "n/a", "not run")
+    raw = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
+    line = raw[raw.label == "LeNet5-v2"].iloc[0]
+    assert line.metric_diff == line.rate_diff == line.params_diff == "smoke: pipeline check"
+    assert float(line.metric_mean) == pytest.approx(40.0)
+    base = pd.read_csv(out / "table1_baselines.csv", dtype=str, keep_default_na=False)
+    assert base[base.label == "LeNet5-v2"].iloc[0].fr_minus_prune == "smoke: pipeline check"
+    assert "smoke: pipeline check" in md.split("## ")[1]  # the baselines' FR − pruning column too
+    # figures: smoke runs left out unless asked; a table with only smoke runs has no figure
+    fig = out / "figures" / "table1_metric_vs_kept.png"
+    from frx.report.figures import figure_points
+
+    records = report.load_records(runs)
+    assert list(figure_points(1, records).row) == ["LeNet5-v1"]
+    assert sorted(figure_points(1, records, smoke=True).row) == ["LeNet5-v1", "LeNet5-v2", "LeNet5-v2"]
+    assert fig.exists()
+    (runs / "table1" / "lenet5_v1__seed0.json").unlink()
+    report.main(["--records", str(runs), "--out", str(out)])
+    assert not fig.exists()  # only smoke runs left: the old figure is gone
+    report.main(["--records", str(runs), "--out", str(out), "--smoke-figures"])
+    assert fig.exists()
+
+
+def test_converted_release_row_in_table3(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = [{"name": f"c{i}.weight", "kind": "conv", "shape": [64, 64, 3, 3], "view": None, "dense": 36_864,
+                "kept": 253, "regularized": True} for i in range(3)]
+    raw = record("table3/unet_frereg_release", 3, "UNet (authors' release)", "converted", "-", "release", None,
+                 0.9718, tensors, 0, name="dice", model="unet_frereg",
+                 extra={"origin": "the paper authors' trained FR UNet, converted; not an frx training run"})
+    raw = schema2(raw, data={"data_note": "the authors' 16 Carvana test images"},
+                  packed_bytes={"float16": 2023, "float32": 3541})
+    raw["metric"].update(value=None, value_live=None)  # only the float16 file was evaluated
+    write_as(runs, "table3/unet_frereg__release.json", raw)
+    frames = report.generate(runs, out, figures=False)
+    df = frames[3]["main"]
+    line = df[df.method == "converted"].iloc[0]
+    assert line.label == "UNet (authors' release), evaluated by frx" and line.scale == "release"
+    assert line.kept_weights == 759 and line.packed_bytes_fp16 == 2023
+    assert line.metric_mean == pytest.approx(97.18) and math.isnan(line.metric_diff)  # not a paper row
+    md = (out / "table3.md").read_text()
+    head, cells = md_header(md), md_line(md, "UNet (authors' release), evaluated by frx")
+    assert cells[head.index("Dice Score (%) ours")] == "97.18"
+    assert cells[head.index("Kept weights ours")] == "759"
+    assert cells[head.index("Packed bytes ours (fp16 file)")] == "2,023"
+    assert "not an frx training run" in cells[head.index("Notes")] and "fp16 pack" in cells[head.index("Notes")]
+    assert "16 Carvana test images" in cells[head.index("Notes")]
+    assert len(df[df.status == "not run"]) == 4  # the paper's four UNet rows are still not run
+
+
+def test_committed_release_record_loads_as_schema_2():
+    from pathlib import Path
+
+    from frx import record as rec
+
+    r = rec.read(Path(__file__).resolve().parent.parent / "results/runs/table3/unet_frereg__release.json")
+    assert (r.schema, r.method, r.scale, r.table, r.tag) == (2, "converted", "release", 3, "")
+    assert r.kept_weights == 759 and r.packed_bytes["float16"] == 2023 and r.metric["value_fp16"] > 0.97
+    assert "not an frx training run" in r.metric_extra["origin"] and "16" in r.data["data_note"]
+
+
+def test_int8_column_beside_float16(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = lenet5_tensors([128, 128, 256, 256])
+    for seed, v8 in ((0, 0.9690), (1, 0.9670)):
+        raw = record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "full", seed, 0.9707, tensors, 580,
+                     fp16=0.9705, extra={"value_int8_quantized_from": "float16 packed file"})
+        raw["metric"]["value_int8"] = v8
+        write(runs, raw)
+    write(runs, record("table1/lenet5_ref", 1, "LeNet5-ref", "plain", "-", "full", 0, 0.99, lenet5_tensors([None] * 4),
+                       580))
+    frames = report.generate(runs, out, figures=False)
+    line = frames[1]["main"].set_index("label").loc["LeNet5-v2"]
+    assert line.metric_int8_mean == pytest.approx(96.80) and line.metric_int8_std == pytest.approx(0.1414, abs=1e-4)
+    md = (out / "table1.md").read_text()
+    head = md_header(md)
+    i8 = head.index("Top-1 Accuracy (%) ours, int8 pack")
+    assert i8 == head.index("Top-1 Accuracy (%) ours") + 1  # beside the float16 number
+    v2, ref = md_line(md, "LeNet5-v2"), md_line(md, "LeNet5-ref")
+    assert v2[i8] == "96.80 ± 0.14" and v2[i8 - 1] == "97.05 ± 0.00" and ref[i8] == "n/a"
+    assert "int8 quantized from the float16 packed file" in v2[head.index("Notes")]
+    assert "int8 file was made from the committed float16 file" in md
+    assert "int8" not in (out / "table2.md").read_text()  # no record there carries it: no column
+
+
+def test_jpeg_cifar_note_and_lossless_column(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = [{"name": "conv1.weight", "kind": "conv", "shape": [64, 3, 3, 3], "view": None, "dense": 1728,
+                "kept": 128}]
+    note = "CIFAR-10 (JPEG copies): 50000 training and 10000 test images decoded from cifar10-jpeg.npz"
+    for row, scale, lossless in (("ResNet18-v1", "gpu", 0.851), ("ResNet18-ref", "gpu", 0.872)):
+        raw = record(f"table2/{row.lower()}", 2, row, "fr" if row.endswith("v1") else "plain", "flat", scale, 0,
+                     0.845, tensors, 10, model="resnet18", extra={"top1_lossless1k": lossless})
+        write_as(runs, f"table2/{row.lower()}__gpu__seed0.json", schema2(raw, data={"data_note": note}))
+    write(runs, record("table2/vgg16_v1", 2, "VGG16-v1", "fr", "flat", "full", 0, 0.8, tensors, 10, model="vgg16"))
+    report.generate(runs, out, figures=False)
+    md = (out / "table2.md").read_text()
+    head = md_header(md)
+    col = head.index("Top-1 (%) ours, lossless first 1,000 test images")
+    v1, vgg = md_line(md, "ResNet18-v1"), md_line(md, "VGG16-v1")
+    assert v1[col] == "85.10" and v1[head.index("Top-1 Accuracy (%) ours")] == "84.50"
+    assert "CIFAR-10 (JPEG copies)" in v1[head.index("Notes")]
+    assert "CIFAR-10 (JPEG copies)" in md_line(md, "ResNet18-ref")[head.index("Notes")]
+    assert "JPEG" not in vgg[head.index("Notes")] and vgg[col] == "n/a"  # a record without the note or metric
+    csv = read_csv(out / "table2.csv").set_index("label")
+    assert csv.loc["ResNet18-v1", "data_note"] == "CIFAR-10 (JPEG copies)"
+    assert csv.loc["ResNet18-v1", "top1_lossless1k_mean"] == pytest.approx(85.1)
+    assert "lossless" not in (out / "table1.md").read_text()  # no record there carries it: no column
+
+
+def test_schema1_record_upgrades_with_its_data_notes_moved():
+    from frx import record as rec
+
+    raw = record("table2/resnet18_v1", 2, "ResNet18-v1", "fr", "flat", "smoke", 0, 0.1, lenet5_tensors([128] * 4), 9,
+                 extra={"data": {"data_note": "CIFAR-10 (JPEG copies): 50000 training"}, "top1_lossless1k": 0.2})
+    r = rec.from_dict(raw, "table2/resnet18_v1__fr.gamma=0.5__smoke__seed0.json")
+    assert (r.schema, r.tag, r.linear_view) == (2, "fr.gamma=0.5", "flat")
+    assert r.data == {"data_note": "CIFAR-10 (JPEG copies): 50000 training"}
+    assert r.metric_extra == {"top1_lossless1k": 0.2}  # one home for the data notes: `data`

@@ -172,6 +172,9 @@ def test_record_is_complete(fr_run):
     assert fc1["view"] == [500, 50, 4, 4] and fc1["kind"] == "linear" and fc1["kept"] < fc1["dense"]
     assert r.config["fr"]["epsilon"] == cfg.fr.epsilon and r.config["run"]["dir"] == str(tmp / "run")
     assert 0 < r.packed_bytes["float16"] < r.packed_bytes["float32"]
+    # FR runs also pack the kept coefficients as int8 and measure that file
+    assert 0 < r.packed_bytes["int8"] < r.packed_bytes["float16"] and 0.0 <= r.metric["value_int8"] <= 1.0
+    assert (tmp / "run" / "model.int8.frx").stat().st_size == r.packed_bytes["int8"]
     assert r.wall_time_s > 0 and r.created.endswith("Z") and r.versions["torch"] == torch.__version__
 
 

@@ -1,6 +1,6 @@
 """Run records -> the paper's Tables 1-4, our numbers beside the published ones.
 
-    frx-report [--records results/runs] [--out results] [--no-figures]
+    frx-report [--records results/runs] [--out results] [--no-figures] [--smoke-figures]
 
 Reads every run record (JSON, one per run) under --records and writes, under --out:
 
@@ -13,7 +13,8 @@ Reads every run record (JSON, one per run) under --records and writes, under --o
   records): DeepCompression's numbers quoted from the paper, frx's per-layer magnitude
   pruning at the same kept count as each FR row, and FR, side by side. Also appended to tableN.md.
 - layers/<record path>.md: the per-layer table of each run (layer, type, dense, kept, rate).
-- figures/table<N>_metric_vs_kept.png: metric against kept weights (log x), FR and pruning.
+- figures/table<N>_metric_vs_kept.png: metric against kept weights (log x), FR and pruning
+  (smoke runs, which only check the pipeline, only with --smoke-figures).
 
 Counting conventions (also written into every table's notes):
 - kept weights = sum over regularized/pruned weight tensors of the record's `tensors[].kept`
@@ -41,8 +42,10 @@ from .paper import PAPER
 from .writers import write_layers, write_table
 
 
-def generate(records_dir: str | Path = "results/runs", out: str | Path = "results", figures: bool = True) -> dict:
-    """Write every table, per-layer table and figure; returns {table number: frames}."""
+def generate(records_dir: str | Path = "results/runs", out: str | Path = "results", figures: bool = True,
+             smoke_figures: bool = False) -> dict:
+    """Write every table, per-layer table and figure (smoke runs left out of the figures unless
+    smoke_figures); returns {table number: frames}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load_records(records_dir)
@@ -57,7 +60,7 @@ def generate(records_dir: str | Path = "results/runs", out: str | Path = "result
         if old not in written:  # a record that no longer exists
             old.unlink()
     if figures:
-        write_figures(records, out)
+        write_figures(records, out, smoke=smoke_figures)
     return result
 
 
@@ -66,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", default="results/runs", help="directory of run records (searched recursively)")
     ap.add_argument("--out", default="results", help="output directory for tables, layers/ and figures/")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    ap.add_argument("--smoke-figures", action="store_true",
+                    help="also plot smoke runs (pipeline checks; left out of the figures by default)")
     args = ap.parse_args(argv)
-    result = generate(args.records, args.out, figures=not args.no_figures)
+    result = generate(args.records, args.out, figures=not args.no_figures, smoke_figures=args.smoke_figures)
     for n, frames in result.items():
         df = frames["main"]
         ran = int((df["status"] != NOT_RUN).sum())

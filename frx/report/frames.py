@@ -17,11 +17,21 @@ NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
 SCALE_ORDER = {"full": 0, "smoke": 1}
+# a smoke run checks the pipeline: its numbers are shown, never compared with the paper or a baseline
+PIPELINE_CHECK = "smoke: pipeline check"
+# records of a model frx did not train (the authors' release, converted): shown beside the paper's rows
+CONVERTED_SUFFIX = ", evaluated by frx"
 
 # numeric columns that describe our measurement (filled with "not run" when no record exists)
-OURS_COLUMNS = ["model", "n", "seeds", "metric_mean", "metric_std", "metric_diff", "metric_source", "dense_weights",
-                "kept_weights", "other_params", "params_ours", "params_diff", "rate_fp32", "rate_fp16",
-                "rate_ours_paper_convention", "rate_diff", "fid_feature_extractor"]
+OURS_COLUMNS = ["model", "n", "seeds", "metric_mean", "metric_std", "metric_diff", "metric_source", "metric_int8_mean",
+                "metric_int8_std", "int8_source", "top1_lossless1k_mean", "dense_weights", "kept_weights",
+                "other_params", "params_ours", "params_diff", "rate_fp32", "rate_fp16", "rate_ours_paper_convention",
+                "rate_diff", "packed_bytes_fp16", "fid_feature_extractor", "data_note", "origin"]
+DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
+
+
+def is_pipeline_check(scale) -> bool:
+    return scale == "smoke"
 
 
 def load_records(records_dir: str | Path) -> list[Record]:
@@ -45,10 +55,13 @@ def metric_scale(rec: Record) -> float:
 
 
 def record_metric(rec: Record, fp16: bool) -> tuple[float, str]:
-    """(metric in display units, source). fp16 rows use the model unpacked from the float16 pack."""
+    """(metric in display units, source). fp16 rows use the model unpacked from the float16 pack; the
+    others the float32 pack, else (when the record has no float32 measurement) the live model or the
+    float16 pack."""
     m = rec.metric
-    for key, source in ((("value_fp16", "fp16 pack"),) if fp16 else ()) + (("value", "fp32 pack"),
-                                                                            ("value_live", "live model")):
+    order = [("value_fp16", "fp16 pack")] if fp16 else []
+    order += [("value", "fp32 pack"), ("value_live", "live model"), ("value_fp16", "fp16 pack")]
+    for key, source in order:
         if m.get(key) is not None:
             return float(m[key]) * metric_scale(rec), source
     return math.nan, "no metric"
@@ -56,7 +69,22 @@ def record_metric(rec: Record, fp16: bool) -> tuple[float, str]:
 
 def _stats(values: list[float]) -> tuple[float, float]:
     s = pd.Series(values, dtype=float)
+    if s.empty:
+        return math.nan, math.nan
     return float(s.mean()), (float(s.std(ddof=1)) if len(s) > 1 else math.nan)
+
+
+def data_label(rec: Record) -> str:
+    """The record's data-set note, short: "CIFAR-10 (JPEG copies): 50000 training ..." -> the part
+    before the colon; synthetic data and subsets say so; "" when the data loader left no note."""
+    d = rec.data
+    if d.get("data_note"):
+        return str(d["data_note"]).split(":")[0].strip()
+    if d.get("synthetic"):
+        return "synthetic data"
+    if d.get("subset_note"):
+        return "subset: " + str(d["subset_note"]).split(" (")[0]
+    return ""
 
 
 def _model_name(rec: Record) -> str:
@@ -85,16 +113,28 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
     k, d, o = (_count(v) for v in (kept, dense, other))
     is_ref = bool(prow and prow.ref) or all(r.method == "plain" for r in recs)
     params_ours = d + o if is_ref else k
+    int8 = [r for r in recs if r.metric.get("value_int8") is not None]
+    int8_mean, int8_std = _stats([float(r.metric["value_int8"]) * metric_scale(r) for r in int8])
+    lossless = [100.0 * float(r.metric_extra["top1_lossless1k"]) for r in recs if "top1_lossless1k" in r.metric_extra]
+    packed16 = [int(r.packed_bytes["float16"]) for r in recs if r.packed_bytes.get("float16") is not None]
     out = {
         "model": _uniq(_model_name(r) for r in recs), "n": len(recs),
-        "seeds": " ".join(sorted((str(r.seed) for r in recs), key=lambda x: (len(x), x))),
+        "seeds": " ".join(sorted((str(r.seed) for r in recs if r.seed is not None), key=lambda x: (len(x), x))),
         "metric_mean": mean, "metric_std": std, "metric_source": _uniq(s for _, s in metrics),
+        # int8 of every seed or of none: a mean over some seeds would not be comparable with the one above
+        "metric_int8_mean": int8_mean if len(int8) == len(recs) else math.nan,
+        "metric_int8_std": int8_std if len(int8) == len(recs) else math.nan,
+        "int8_source": _uniq(r.metric_extra.get("value_int8_quantized_from") for r in int8),
+        "top1_lossless1k_mean": _stats(lossless)[0] if len(lossless) == len(recs) else math.nan,
         "dense_weights": d, "kept_weights": k, "other_params": o, "params_ours": params_ours,
         "rate_fp32": d / k, "rate_fp16": 2 * d / k,
+        "packed_bytes_fp16": _count(packed16) if len(packed16) == len(recs) else math.nan,
         "fid_feature_extractor": _uniq(r.metric_extra.get("fid_feature_extractor") for r in recs),
+        "data_note": _uniq(data_label(r) for r in recs),
+        "origin": _uniq(r.metric_extra.get("origin") for r in recs if r.method == "converted"),
     }
     out["rate_ours_paper_convention"] = out["rate_fp16"] if fp16 else out["rate_fp32"]
-    if prow is not None:
+    if prow is not None and not any(is_pipeline_check(r.scale) for r in recs):
         out["metric_diff"] = mean - prow.metric
         out["params_diff"] = params_ours - prow.params
         out["rate_diff"] = out["rate_ours_paper_convention"] - prow.rate
@@ -114,6 +154,8 @@ def _label(row: str, key: tuple, ref: bool = False) -> str:
         label += " (dense, no FR)"
     if method == "prune":
         label += " (magnitude pruning)"
+    if method == "converted":
+        label += CONVERTED_SUFFIX
     return label + (f" [{tag}]" if tag else "")
 
 
@@ -134,7 +176,7 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
     """Numeric frame of one paper table: a line per paper row x (variant, scale) that was run,
     or a single "not run" line for a paper row without records; then rows not in the paper."""
     paper = PAPER[number]
-    mine = [r for r in records if r.table == number and r.method in ("fr", "plain")]
+    mine = [r for r in records if r.table == number and r.method in ("fr", "plain", "converted")]
     by_row: dict[str, list[Record]] = {}
     for r in mine:
         by_row.setdefault(r.row, []).append(r)
@@ -160,12 +202,13 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
         if row in known:
             continue
         for key, group in _groups(recs).items():
-            lines.append({"table": number, "row": row, "label": f"{_label(str(row), key)} (not in paper)",
+            label = _label(str(row), key) + ("" if key[0] == "converted" else " (not in paper)")
+            lines.append({"table": number, "row": row, "label": label,
                           "variant": key[1], "method": key[0], "scale": key[2], "tag": key[3],
                           "metric_name": paper.metric_label, "status": "ok", "notes": "", **summarize(group, None)})
     df = pd.DataFrame(lines)
     for col in OURS_COLUMNS + ["metric_paper", "params_paper", "params_paper_text", "rate_paper", "rate_paper_text",
-                               "rate_paper_convention", "metric_diff", "params_diff", "rate_diff"]:
+                               "rate_paper_convention"]:
         if col not in df:
             df[col] = math.nan
     front = ["table", "row", "label", "variant", "method", "scale", "tag", "status"]
@@ -210,7 +253,8 @@ def baselines_frame(number: int, records: list[Record]) -> pd.DataFrame | None:
                 "prune_metric_mean": p["metric_mean"] if p else math.nan,
                 "prune_metric_std": p["metric_std"] if p else math.nan,
             })
-            line["fr_minus_prune"] = (f["metric_mean"] - p["metric_mean"]) if (f and p) else math.nan
+            comparable = f and p and not is_pipeline_check(line["scale"])
+            line["fr_minus_prune"] = (f["metric_mean"] - p["metric_mean"]) if comparable else math.nan
             lines.append(line)
     return pd.DataFrame(lines)
 

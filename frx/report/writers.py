@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..record import Record
-from .frames import NA, NOT_RUN, OURS_COLUMNS, baselines_frame, layer_frame, table_frame
+from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, baselines_frame, is_pipeline_check,
+                     layer_frame, table_frame)
 from .paper import PAPER, PaperTable, notes_for
 
 # ------------------------------------------------------------------------------------- formatting
@@ -33,40 +34,83 @@ def _metric(mean, std, digits) -> str:
     return f"{mean:.{digits}f}" + ("" if isinstance(std, float) and math.isnan(std) else f" ± {std:.{digits}f}")
 
 
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return bool(pd.to_numeric(df[col], errors="coerce").notna().any())
+
+
 def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
-    """Formatted strings for Markdown / LaTeX; lines without a record say "not run"."""
+    """Formatted strings for Markdown / LaTeX; lines without a record say "not run", smoke lines show
+    their numbers but compare nothing with the paper. Columns that only some records can fill (int8
+    pack, the lossless test images) appear when a record of the table carries them."""
     unit = f" ({paper.metric_unit})" if paper.metric_unit else ""
     mname = paper.metric_label + unit
     fid = paper.number == 4
+    int8, lossless = _has(df, "metric_int8_mean"), _has(df, "top1_lossless1k_mean")
     rows = []
     for _, r in df.iterrows():
         ok = r["status"] != NOT_RUN
+        smoke = ok and is_pipeline_check(r["scale"])
         in_paper = not (isinstance(r["rate_paper"], float) and math.isnan(r["rate_paper"]))
         pd_ = 1 if fid else 2
-        row = {
-            "Row": r["label"], "Scale": r["scale"] if ok else NOT_RUN, "Model": r["model"] if ok else NOT_RUN,
-            "n": str(int(r["n"])) if ok else "0",
-            f"{mname} ours": _metric(r["metric_mean"], r["metric_std"], pd_) if ok else NOT_RUN,
+
+        def diff(col, digits):
+            return NOT_RUN if not ok else PIPELINE_CHECK if smoke else _signed(r[col], digits)
+
+        row = {"Row": r["label"], "Scale": r["scale"] if ok else NOT_RUN, "Model": r["model"] if ok else NOT_RUN,
+               "n": str(int(r["n"])) if ok else "0",
+               f"{mname} ours": _metric(r["metric_mean"], r["metric_std"], pd_) if ok else NOT_RUN}
+        if int8:
+            row[f"{mname} ours, int8 pack"] = _metric(r["metric_int8_mean"], r["metric_int8_std"], pd_) if ok else NOT_RUN
+        if lossless:
+            row["Top-1 (%) ours, lossless first 1,000 test images"] = _num(r["top1_lossless1k_mean"], 2) if ok else NOT_RUN
+        row.update({
             f"{mname} paper": _num(r["metric_paper"], pd_) if in_paper else "not in paper",
-            f"Δ {paper.metric_label}": _signed(r["metric_diff"], pd_) if ok else NOT_RUN,
+            f"Δ {paper.metric_label}": diff("metric_diff", pd_),
             "Kept weights ours": _num(r["kept_weights"]) if ok else NOT_RUN,
             "Params ours (paper's count)": _num(r["params_ours"]) if ok else NOT_RUN,
             "Params paper": r["params_paper_text"] if in_paper else "not in paper",
-            "Δ params": _signed(r["params_diff"], 0) if ok else NOT_RUN,
+            "Δ params": diff("params_diff", 0),
             "Rate ours fp32": _rate(r["rate_fp32"]) if ok else NOT_RUN,
             "Rate ours fp16": _rate(r["rate_fp16"]) if ok else NOT_RUN,
             "Rate paper": f"{r['rate_paper_text']} [{r['rate_paper_convention']}]" if in_paper else "not in paper",
-            "Δ rate (paper's convention)": _signed(r["rate_diff"], 1) if ok else NOT_RUN,
+            "Δ rate (paper's convention)": diff("rate_diff", 1),
+            "Packed bytes ours (fp16 file)": _num(r["packed_bytes_fp16"]) if ok else NOT_RUN,
             "Other params ours": _num(r["other_params"]) if ok else NOT_RUN,
-        }
+        })
         if fid:
             row["FID features"] = r["fid_feature_extractor"] if ok else NOT_RUN
         notes = [r["metric_source"]] if ok else []
-        if isinstance(r.get("notes"), str) and r["notes"]:
-            notes.append(r["notes"])
+        if ok and int8 and r["int8_source"] != NA:
+            notes.append(f"int8 quantized from the {r['int8_source']}")
+        for col in ("data_note", "origin", "notes"):
+            if ok and isinstance(r.get(col), str) and r[col] not in ("", NA):
+                notes.append(r[col])
         row["Notes"] = "; ".join(notes) if notes else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def table_notes(df: pd.DataFrame) -> list[str]:
+    """Notes that depend on what the records hold (the paper's own notes are in paper.notes_for)."""
+    notes = []
+    if _has(df, "metric_int8_mean"):
+        notes.append("int8 pack: the model unpacked from a packed file whose kept coefficients are int8 (one "
+                     "float32 scale per 64 coefficients; other tensors float16), FR rows only. Where the Notes "
+                     "say 'int8 quantized from the float16 packed file', the run's float32 weights were not kept "
+                     "and the int8 file was made from the committed float16 file (scripts/int8_table1.py "
+                     "--update-records), so it carries float16's rounding too; new runs quantize the trained "
+                     "float32 coefficients.")
+    if _has(df, "top1_lossless1k_mean"):
+        notes.append("Lossless first 1,000 test images: the packed float32 model on the original (lossless) first "
+                     "1,000 CIFAR-10 test images, beside its top-1 on the JPEG copies of the test set: the gap "
+                     "shows the JPEG effect.")
+    if any(str(d) not in ("", NA) for d in df["data_note"].dropna()):
+        notes.append("A data-set note in the Notes column (e.g. 'CIFAR-10 (JPEG copies)') says which data every "
+                     "number of that line comes from (the record's data notes).")
+    if (df["scale"].map(is_pipeline_check) & (df["status"] != NOT_RUN)).any():
+        notes.append(f"'{PIPELINE_CHECK}': a smoke line checks that the pipeline runs (a few steps on a few "
+                     "samples); its numbers are shown but not compared with the paper or a baseline.")
+    return notes
 
 
 def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
@@ -90,7 +134,8 @@ def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
             "Pruning kept weights (ours)": _num(r["prune_kept_weights"]) if pr_ok else pr_text,
             f"Pruning {m} (ours)": _metric(r["prune_metric_mean"], r["prune_metric_std"], d) if pr_ok else pr_text,
             "Pruning n": str(r["prune_n"]),
-            "FR − pruning": _signed(r["fr_minus_prune"], d) if (fr_ok and pr_ok) else NA,
+            "FR − pruning": (PIPELINE_CHECK if is_pipeline_check(r["scale"]) else _signed(r["fr_minus_prune"], d))
+            if (fr_ok and pr_ok) else NA,
         })
         rows.append(row)
     return pd.DataFrame(rows)
@@ -128,7 +173,7 @@ def to_markdown(shown: pd.DataFrame) -> str:
 def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, caption: str) -> str:
     csv = numeric.copy()
     # measured columns of lines without a record say "not run" (or why they are empty), never blanks
-    groups = {"status": OURS_COLUMNS + ["metric_diff", "params_diff", "rate_diff"],
+    groups = {"status": OURS_COLUMNS,
               "fr_status": [c for c in csv if c.startswith("fr_") and c != "fr_status"] + ["fr_minus_prune"],
               "prune_status": [c for c in csv if c.startswith("prune_") and c != "prune_status"]}
     for status, cols in groups.items():
@@ -138,6 +183,11 @@ def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, captio
         for col in [c for c in cols if c in csv]:
             csv[col] = csv[col].astype(object)
             csv.loc[miss, col] = csv.loc[miss, status]
+    # smoke lines: no comparison with the paper or a baseline
+    smoke = csv["scale"].map(is_pipeline_check) & (csv.get("status", csv.get("fr_status")) != NOT_RUN)
+    for col in [c for c in DIFF_COLUMNS + ["fr_minus_prune"] if c in csv]:
+        csv[col] = csv[col].astype(object)
+        csv.loc[smoke & csv[col].map(lambda v: not isinstance(v, str)), col] = PIPELINE_CHECK
     csv.to_csv(stem.with_suffix(".csv"), index=False, na_rep=NA)
     tex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{stem.name}")
     for char, macro in LATEX_CHARS.items():  # plain pdflatex, no unicode setup needed
@@ -154,7 +204,7 @@ def write_table(number: int, records: list[Record], out: Path) -> dict[str, pd.D
     scales = sorted({str(s) for s in df["scale"] if s != NA})
     md = [f"# Table {number} (reproduced): {paper.caption}", "",
           f"Generated by `frx-report` from the run records; scales present: {', '.join(scales) or 'none'}.", "",
-          *[f"- {n}" for n in notes_for(paper)], "",
+          *[f"- {n}" for n in notes_for(paper) + table_notes(df)], "",
           _write_frames(out / f"table{number}", df, shown, f"Table {number} (reproduced). {paper.caption}"), ""]
     frames = {"main": df}
     base = baselines_frame(number, records)
