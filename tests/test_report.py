@@ -293,15 +293,15 @@ def test_smoke_line_shows_its_metric_but_no_comparison(tmp_path):
     head, smoke, full = md_header(md), md_line(md, "LeNet5-v2"), md_line(md, "LeNet5-v1")
     assert smoke[head.index("Top-1 Accuracy (%) ours")] == "40.00"  # the metric is shown (fp16 pack)
     for col in ("Δ Top-1 Accuracy", "Δ params", "Δ rate (paper's convention)"):
-        assert smoke[head.index(col)] == "smoke: pipeline check"
-        assert full[head.index(col)] not in ("smoke: pipeline check", "n/a", "not run")
+        assert smoke[head.index(col)] == "pipeline check"
+        assert full[head.index(col)] not in ("pipeline check", "n/a", "not run")
     raw = pd.read_csv(out / "table1.csv", dtype=str, keep_default_na=False)
     line = raw[raw.label == "LeNet5-v2"].iloc[0]
-    assert line.metric_diff == line.rate_diff == line.params_diff == "smoke: pipeline check"
+    assert line.metric_diff == line.rate_diff == line.params_diff == "pipeline check"
     assert float(line.metric_mean) == pytest.approx(40.0)
     base = pd.read_csv(out / "table1_baselines.csv", dtype=str, keep_default_na=False)
-    assert base[base.label == "LeNet5-v2"].iloc[0].fr_minus_prune == "smoke: pipeline check"
-    assert "smoke: pipeline check" in md.split("## ")[1]  # the baselines' FR − pruning column too
+    assert base[base.label == "LeNet5-v2"].iloc[0].fr_minus_prune == "pipeline check"
+    assert "pipeline check" in md.split("## ")[1]  # the baselines' FR − pruning column too
     # figures: smoke runs left out unless asked; a table with only smoke runs has no figure
     fig = out / "figures" / "table1_metric_vs_kept.png"
     from frx.report.figures import figure_points
@@ -413,3 +413,28 @@ def test_schema1_record_upgrades_with_its_data_notes_moved():
     assert (r.schema, r.tag, r.linear_view) == (2, "fr.gamma=0.5", "flat")
     assert r.data == {"data_note": "CIFAR-10 (JPEG copies): 50000 training"}
     assert r.metric_extra == {"top1_lossless1k": 0.2}  # one home for the data notes: `data`
+
+
+@pytest.mark.parametrize("scale,compared", [("full", True), ("gpu", True), ("smoke", False),
+                                            ("gan-cpu-40-steps", False)])
+def test_only_result_scales_are_compared_with_the_paper(tmp_path, scale, compared):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = lenet5_tensors([128, 128, 256, 256])
+    write(runs, record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", scale, 0, 0.97, tensors, 580))
+    assert report.main(["--records", str(runs), "--out", str(out), "--no-figures"]) == 0
+    md = (out / "table1.md").read_text()
+    line = md_line(md, "LeNet5-v2")
+    assert (line[md_header(md).index("Δ Top-1 Accuracy")] != "pipeline check") == compared
+
+
+def test_fid_is_not_compared_with_the_papers_values(tmp_path):
+    # frx's FID uses its own feature network; the paper's values are on another scale
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = lenet5_tensors([128, 128, 256, 256])
+    write(runs, record("table4/vae_ref", 4, "VAE-ref", "plain", "-", "full", 0, 300.0, tensors, 580,
+                       name="fid", model="vae"))
+    assert report.main(["--records", str(runs), "--out", str(out), "--no-figures"]) == 0
+    md = (out / "table4.md").read_text()
+    line = md_line(md, "VAE-ref")
+    assert line[md_header(md).index("Δ Fid value")] == "n/a"
+    assert line[md_header(md).index("Fid value ours")] == "300.0"

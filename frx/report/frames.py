@@ -17,8 +17,11 @@ NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
 SCALE_ORDER = {"full": 0, "smoke": 1}
-# a smoke run checks the pipeline: its numbers are shown, never compared with the paper or a baseline
-PIPELINE_CHECK = "smoke: pipeline check"
+# Scales that run an experiment's whole recipe (full: as configured, gpu: the same on a GPU) or
+# evaluate a released model. Any other scale (smoke, a reduced CPU scale) only checks the pipeline:
+# its numbers are shown, never compared with the paper or a baseline.
+RESULT_SCALES = ("full", "gpu", "release")
+PIPELINE_CHECK = "pipeline check"
 # records of a model frx did not train (the authors' release, converted): shown beside the paper's rows
 CONVERTED_SUFFIX = ", evaluated by frx"
 
@@ -31,7 +34,7 @@ DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
 
 
 def is_pipeline_check(scale) -> bool:
-    return scale == "smoke"
+    return scale not in RESULT_SCALES
 
 
 def load_records(records_dir: str | Path) -> list[Record]:
@@ -135,7 +138,9 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
     }
     out["rate_ours_paper_convention"] = out["rate_fp16"] if fp16 else out["rate_fp32"]
     if prow is not None and not any(is_pipeline_check(r.scale) for r in recs):
-        out["metric_diff"] = mean - prow.metric
+        # an FID depends on its feature network: frx's is not the paper's, so no Δ against its values
+        if not any(r.metric.get("name") == "fid" for r in recs):
+            out["metric_diff"] = mean - prow.metric
         out["params_diff"] = params_ours - prow.params
         out["rate_diff"] = out["rate_ours_paper_convention"] - prow.rate
     return out

@@ -122,6 +122,7 @@ def notes_for(paper: PaperTable) -> list[str]:
                      "(57,035,456 / 704 = 81,016×), so Δ rate includes that difference.")
     if paper.number == 4:
         notes.append("FID depends on the feature extractor: 'FID features' names the one each row used. The paper "
-                     "does not say which it used, so FID values are comparable only within this table's runs.")
+                     "does not say which it used, so FID values are comparable only within this table's runs: Δ FID "
+                     "against the paper's values is n/a; compare FR with the reference and with pruning here.")
     return notes
 

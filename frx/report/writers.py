@@ -108,8 +108,9 @@ def table_notes(df: pd.DataFrame) -> list[str]:
         notes.append("A data-set note in the Notes column (e.g. 'CIFAR-10 (JPEG copies)') says which data every "
                      "number of that line comes from (the record's data notes).")
     if (df["scale"].map(is_pipeline_check) & (df["status"] != NOT_RUN)).any():
-        notes.append(f"'{PIPELINE_CHECK}': a smoke line checks that the pipeline runs (a few steps on a few "
-                     "samples); its numbers are shown but not compared with the paper or a baseline.")
+        notes.append(f"'{PIPELINE_CHECK}': a line at a reduced scale (smoke: a few steps on a few samples; or a "
+                     "reduced CPU scale named in the Scale column) checks that the pipeline runs; its numbers are "
+                     "shown but not compared with the paper or a baseline.")
     return notes
 
 

@@ -14,6 +14,11 @@ from . import make_optimizer, register
 from .generative import Generative
 
 
+def generate_images(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The generator's images mapped from [-1, 1] to [0, 1]."""
+    return (model.generator(z).float() + 1) / 2
+
+
 @register
 class GANTask(Generative):
     name = "gan"
@@ -22,7 +27,7 @@ class GANTask(Generative):
         return int(model.nz)
 
     def generate(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-        return (model.generator(z).float() + 1) / 2
+        return generate_images(model, z)
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         o = self.cfg.trainer.optimizer

@@ -46,21 +46,10 @@ class Generative(Task):
     def _extractor(self):
         if self.extractor is None:
             data = OmegaConf.to_container(self.cfg.dataset, resolve=True)
-            n_train = len(self.splits.train)
-            key = {"dataset": data, "n_train": n_train}
-            bs = 128
-
-            def train_batches(gen):
-                for x, y in (b[:2] for b in self.batches(self.splits.train, bs, shuffle=True, generator=gen)):
-                    yield self.to_unit(x), y
-
-            def val_batches():
-                for x, y in (b[:2] for b in self.batches(self.splits.val, 500)):
-                    yield self.to_unit(x), y
-
             epochs = int(self.cfg.scale.get("fid_extractor_epochs", 3))
-            self.extractor, self.extra = _fid.get_extractor(self.cfg.run.cache_dir, key, train_batches,
-                                                            val_batches, epochs, self.device, log=log.info)
+            same = data.get("resize") == [28, 28] and data.get("normalize") == "unit"  # the run's data is the native one
+            self.extractor, self.extra = _fid.for_dataset(data, self.cfg.run.cache_dir, epochs, self.device,
+                                                          log=log.info, splits=self.splits if same else None)
             self.extra["fid_samples"] = self.fid_samples
         return self.extractor
 

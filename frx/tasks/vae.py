@@ -12,6 +12,12 @@ from . import register
 from .generative import Generative
 
 
+def generate_images(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Decoded images in [0, 1], (N, 1, 28, 28), from latent vectors z."""
+    side = int(round(model.in_features ** 0.5))
+    return torch.sigmoid(model.decode(z).float()).reshape(z.shape[0], 1, side, side)
+
+
 @register
 class VAETask(Generative):
     name = "vae"
@@ -20,8 +26,7 @@ class VAETask(Generative):
         return int(model.latent_dim)
 
     def generate(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-        side = int(round(model.in_features ** 0.5))
-        return torch.sigmoid(model.decode(z).float()).reshape(z.shape[0], 1, side, side)
+        return generate_images(model, z)
 
     def loss(self, model: nn.Module, batch):
         x = self.to_unit(batch[0]).flatten(1)
