@@ -5,7 +5,11 @@ validation of every frx-owned key before any work, with the method's own lists o
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import shutil
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,14 +17,22 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from hydra import compose as hydra_compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import models, tasks
+from .data.common import scale_images
 from .fr.mask import KINDS
 from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
 from .fr.schedule import UNITS
+from .naming import NOT_COMPUTING, under
 from .prune import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -194,6 +206,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     Returns the config with the typed groups merged onto their schemas."""
     out = _typed_groups(cfg)
     fr, tr, pr, sc = out.fr, out.trainer, out.prune, out.scale
+    try:
+        models.check_config(out.model)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     for name, v in (("fr.epsilon", fr.epsilon), ("fr.gamma", fr.gamma), ("prune.epsilon", pr.epsilon)):
         _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
     choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS), "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
@@ -224,7 +240,132 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(not (tr.device.startswith("cuda") and not torch.cuda.is_available()),
            f"trainer.device={tr.device} but no CUDA device is available (use trainer.device=auto)")
     _check(out.run.table in (None, 1, 2, 3, 4), f"run.table must be 1-4 or null, got {out.run.table}")
+    _check(isinstance(out.seed, int) and not isinstance(out.seed, bool) and -2**63 <= out.seed < 2**63,
+           f"seed must be a 64-bit integer, got {out.seed!r}")
+    _check(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {tr.grad_clip}")
+    _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
+    opt = tr.optimizer
+    _check(opt.weight_decay >= 0, f"trainer.optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
+    _check(0 <= opt.momentum < 1, f"trainer.optimizer.momentum must be in [0, 1), got {opt.momentum}")
+    _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
+           f"trainer.optimizer.betas must be two values in [0, 1), got {list(opt.betas)}")
+    _check(0 <= tr.scheduler.min_lr <= opt.lr,
+           f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr], got {tr.scheduler.min_lr}")
+    _check(out.run.keep_packed_max_bytes >= 0,
+           f"run.keep_packed_max_bytes must be >= 0, got {out.run.keep_packed_max_bytes}")
+    for name in ("fr.dims", "fr.include"):
+        value = OmegaConf.select(out, name)
+        _check(value is None or len(value) > 0, f"{name} must be a non-empty list or null, got []")
+    _check(fr.dims is None or len(set(fr.dims)) == len(fr.dims), f"fr.dims has repeated dims: {list(fr.dims or [])}")
+    _validate_dataset(out.dataset)
     return out
+
+
+def _validate_dataset(d: DictConfig) -> None:
+    """The data keys that every loader reads (the dataset group has no schema: each loader has its own keys)."""
+    for key in ("limit_train", "limit_val"):
+        v = d.get(key)
+        _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+               f"dataset.{key} must be an integer >= 1 or null, got {v!r}")
+    seed = d.get("split_seed")
+    _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
+           f"dataset.split_seed must be an integer, got {seed!r}")
+    size = d.get("resize")
+    _check(size is None or (len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)),
+           f"dataset.resize must be [height, width] of integers >= 1 or null, got {size}")
+    vf = d.get("val_fraction")
+    _check(vf is None or (isinstance(vf, (int, float)) and 0 < vf < 1),
+           f"dataset.val_fraction must be in (0, 1), got {vf!r}")
+    try:  # the data layer's own check of normalize (and of mean/std for "standard")
+        channels = int(d.get("in_channels") or len(d.get("mean") or [0]))
+        scale_images(torch.zeros(1, channels, 1, 1, dtype=torch.uint8), d.get("normalize", "unit"), d.get("mean"),
+                     d.get("std"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    except RuntimeError:  # mean/std of another length than the channels
+        raise UserError(f"dataset.mean and dataset.std need one value per input channel ({channels}), "
+                        f"got {d.get('mean')} and {d.get('std')}") from None
+
+
+# file systems that hold no user files
+_NOT_FOR_FILES = ("/proc", "/sys", "/dev")
+
+
+def check_paths(cfg: DictConfig) -> None:
+    """Each folder a run writes (run.dir, run.records_dir) can be made and written: not under a regular
+    file, not in /proc, /sys or /dev, writable. Creates nothing."""
+    for key in ("run.dir", "run.records_dir"):
+        path = Path(str(OmegaConf.select(cfg, key))).expanduser().absolute()
+        _check(not any(str(path) == p or str(path).startswith(p + "/") for p in _NOT_FOR_FILES),
+               f"{key}={path} is in {path.parts[0]}{path.parts[1]}: pick a folder for files")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        _check(existing.is_dir(), f"{key}={path} is under {existing}, which is a file, not a folder")
+        _check(os.access(existing, os.W_OK | os.X_OK), f"{key}={path}: {existing} is not writable")
+
+
+def check_free_space(folder: Path, need: int, key: str = "run.dir", what: str = "a checkpoint of this model") -> None:
+    """Refuse to start when `folder` (or its nearest existing parent) has less than `need` bytes free."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    _check(free >= need, f"{key}={folder}: only {free / 2**20:.1f} MiB free on its disk, {what} "
+                         f"needs about {need / 2**20:.1f} MiB")
+
+
+def _refuse(what: str, e: Exception) -> None:
+    print(f"frx-train: error: {what}{str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class ValidateFirst(Callback):
+    """Hydra callback (hydra.callbacks in config.yaml): checks the config and its folders before Hydra makes
+    the run folder, and every point of a sweep (-m) before it launches any job, so that one bad point stops
+    the sweep before anything trains."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_paths(validate(config))
+        except UserError as e:
+            _refuse("", e)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = list(config.hydra.overrides.task)
+        points = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+        loader = GlobalHydra.instance().config_loader()
+        for point in points:
+            swept = [o for o in point if sum(o in p for p in points) < len(points)] or point
+            try:
+                cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
+                check_paths(validate(cfg))
+            except (UserError, OmegaConfBaseException, HydraException) as e:
+                _refuse(f"sweep point {' '.join(swept)}: ", e)
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config as stored in its record and checkpoint (the hydra node left out: compose's has unset
+    fields)."""
+    return {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+            for k, v in cfg.items() if k != "hydra"}
+
+
+def flatten(d, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: d}
+
+
+def config_diff(recorded: dict, current: dict, ignore=NOT_COMPUTING) -> list[str]:
+    """Dotted keys whose values differ (JSON round trip, so tuples/lists and ints/floats compare as stored)."""
+    a, b = flatten(json.loads(json.dumps(recorded))), flatten(json.loads(json.dumps(current)))
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if not under(k, ignore) and a.get(k) != b.get(k)]
 
 
 def task_name(cfg: DictConfig) -> str:

@@ -16,6 +16,7 @@ min-max scaled unless `value_range` is given), on any device.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,12 +27,16 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .fr.codec import atomic_write_bytes
+
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

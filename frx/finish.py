@@ -3,26 +3,21 @@ metric on fresh plain models loaded from the packed files, and write the record 
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from . import models
 from . import record as rec
+from .config import resolved_config
 from .fr import pack, summary, unpack
+from .fr.codec import atomic_write_bytes
 from .loop import Loop, method_of
 from .naming import hydra_choice, run_name, run_tag
 from .prune import weight_tensors
-
-
-def resolved_config(cfg: DictConfig) -> dict:
-    """The run's config as stored in its record (the hydra node left out: compose's has unset fields)."""
-    return {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-            for k, v in cfg.items() if k != "hydra"}
 
 
 def tensor_table(model: nn.Module, plain: nn.Module, method: str,
@@ -72,11 +67,11 @@ def _keep_beside_record(cfg: DictConfig, record_path: Path, run_dir: Path, sampl
     for s in samples:
         if s.stat().st_size <= 512 * 1024:
             dst = record_path.with_name(f"{stem}.{s.name}")
-            shutil.copyfile(s, dst)
+            atomic_write_bytes(dst, s.read_bytes())
             extra.setdefault("samples", []).append(dst.name)
     if packed["float16"] <= cfg.run.keep_packed_max_bytes:
         dst = record_path.with_name(f"{stem}.float16.frx")
-        shutil.copyfile(run_dir / "model.float16.frx", dst)
+        atomic_write_bytes(dst, (run_dir / "model.float16.frx").read_bytes())
         extra["packed_float16_file"] = dst.name
     return extra
 
@@ -132,4 +127,4 @@ def print_summary(r: rec.Record, record_path: Path, run_dir: Path) -> None:
     ]
     text = "\n".join(rows)
     print(text, flush=True)
-    (run_dir / "summary.txt").write_text(text + "\n")
+    atomic_write_bytes(run_dir / "summary.txt", (text + "\n").encode())

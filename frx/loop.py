@@ -19,8 +19,9 @@ from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import UserError
+from .config import UserError, config_diff, flatten, resolved_config
 from .fr import regularize
+from .naming import NOT_COMPUTING
 from .prune import MagnitudePruner, budget_from_fr, weight_tensors
 
 log = logging.getLogger("frx.train")
@@ -103,14 +104,26 @@ class Loop:
 
     # -- checkpoints --------------------------------------------------------------------------
     def resume(self) -> None:
-        """Continue from the run folder's checkpoint when trainer.resume is set (else only warn of one)."""
+        """Continue from the run folder's checkpoint when trainer.resume is set (else only warn of one).
+        Refused, with the reason, when there is none, it is unreadable, or it was made with other settings."""
         path = self.ckpt_path
         if not path.exists():
+            if self.tr.resume:
+                raise UserError(f"trainer.resume=true but there is no checkpoint {path}: nothing to resume "
+                                f"(the run folder follows the run's settings; drop trainer.resume to start afresh)")
             return
         if not self.tr.resume:
             log.warning("%s exists from an unfinished run; starting afresh (trainer.resume=true continues it)", path)
             return
-        state = ckpt.load(path)
+        try:
+            state = ckpt.load(path)
+        except Exception as e:  # noqa: BLE001  truncated, empty or foreign: torch raises many kinds
+            raise UserError(f"cannot resume: {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                            f"delete it to start afresh") from None
+        differ = config_differences(state.get("config"), resolved_config(self.cfg))
+        if differ:
+            raise UserError(f"cannot resume: {path} was made with other settings: {'; '.join(differ)} "
+                            f"(resume with the checkpoint's settings, or drop trainer.resume to start afresh)")
         if state.get("stem") != self.stem:
             raise UserError(f"{path} belongs to run {state.get('stem')!r}, not {self.stem!r}")
         if self.pruner is not None:
@@ -131,7 +144,8 @@ class Loop:
 
     def save(self, elapsed: float) -> None:
         ckpt.save(self.ckpt_path, {
-            "stem": self.stem, "epoch": self.epoch, "epochs": self.log, "model": self.model.state_dict(),
+            "stem": self.stem, "config": resolved_config(self.cfg), "epoch": self.epoch, "epochs": self.log,
+            "model": self.model.state_dict(),
             "fr": self.handle.state_dict() if self.handle is not None else None,
             "pruner": self.pruner.state_dict() if self.pruner is not None else None,
             "optimizers": [o.state_dict() for o in self.optimizers],
@@ -205,6 +219,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, sc: Any, total_steps: int):
         return floor + (1 - floor) * max(0.0, (total_steps - step) / max(1, total_steps - up))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def config_differences(saved: dict | None, now: dict) -> list[str]:
+    """'key: saved -> now' for each computing setting that differs (run.* and NOT_COMPUTING ignored)."""
+    if saved is None:  # a checkpoint written before checkpoints kept their config
+        return []
+    a, b = flatten(saved), flatten(now)
+    keys = config_diff(saved, now, NOT_COMPUTING + ("run",))
+    return [f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys]
 
 
 def _restore_prune_masks(pruner: MagnitudePruner, state: dict) -> None:

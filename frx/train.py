@@ -31,11 +31,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import data, models, tasks
-from .config import CONF_DIR, UserError, compose, task_name, validate
+from .config import CONF_DIR, UserError, check_free_space, check_paths, compose, task_name, validate
+from .fr.codec import remove_stale_temp_files
 from .finish import finish
 from .loop import Loop, attach_fr, attach_pruner, pick_device, seed_everything
 from .naming import override_tag, run_name, run_stem
 from .record import Record
+from .rundir import locked
 
 __all__ = ["CONF_DIR", "UserError", "compose", "main", "override_tag", "run", "run_name", "run_stem", "validate"]
 log = logging.getLogger("frx.train")
@@ -49,7 +51,7 @@ def load_data(cfg: DictConfig, device: torch.device):
         raise UserError(str(e)) from None
     try:
         splits = data.load(cfg.dataset)
-    except FileNotFoundError as e:  # the data module's DataMissing: says how to get the data
+    except (FileNotFoundError, ValueError) as e:  # DataMissing says how to get the data; bad or damaged files
         raise UserError(str(e)) from None
     if device.type == "cuda":  # keep in-memory data sets on the GPU (Carvana streams from disk)
         splits.train, splits.val = (s.to(device) if isinstance(s, data.TensorSplit) else s
@@ -58,15 +60,20 @@ def load_data(cfg: DictConfig, device: torch.device):
     return splits
 
 
+def _refuse_finished(cfg: DictConfig, record_path: Path) -> None:
+    if record_path.exists() and not cfg.run.overwrite:
+        raise UserError(f"this run is finished: {record_path} exists. Pass run.overwrite=true to train it again "
+                        f"(or change seed / run.tag)")
+
+
 def run(cfg: DictConfig) -> Record:
     """Train, pack, evaluate and record one configuration; returns the record."""
     t_start = time.time()
     cfg = validate(cfg)
+    check_paths(cfg)
     stem = run_stem(cfg)
     record_path = Path(cfg.run.records_dir) / f"{stem}.json"
-    if record_path.exists() and not cfg.run.overwrite:
-        raise UserError(f"this run is finished: {record_path} exists. Pass run.overwrite=true to train it again "
-                        f"(or change seed / run.tag)")
+    _refuse_finished(cfg, record_path)
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     device = pick_device(cfg.trainer.device)
@@ -74,21 +81,32 @@ def run(cfg: DictConfig) -> Record:
     splits = load_data(cfg, device)
     task = tasks.build(task_name(cfg), cfg, splits, device, data.batches)
     model = models.build_from_config(cfg.model)
-    handle = attach_fr(cfg, model, task)
+    try:
+        handle = attach_fr(cfg, model, task)
+    except ValueError as e:  # settings that do not fit this model (fr.include, fr.dims, ...)
+        raise UserError(str(e)) from None
     model.to(device)
     if cfg.trainer.channels_last:
         model.to(memory_format=torch.channels_last)
     pruner = attach_pruner(cfg, model)
 
     run_dir = Path(str(cfg.run.dir))
+    # a checkpoint holds the model and up to two optimizer states per weight; the packed files less
+    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    check_free_space(run_dir, 4 * state_bytes + 2**20)
+    check_free_space(record_path.parent, cfg.run.keep_packed_max_bytes + 2**20, "run.records_dir", "the record")
     run_dir.mkdir(parents=True, exist_ok=True)
-    loop = Loop(cfg, model, task, splits, handle, pruner, stem, run_dir)
-    loop.resume()
-    log.info("%s: %s %s on %d train / %d val (%s), %d epochs x %d steps", run_name(cfg),
-             "fr" if handle else "prune" if pruner else "plain", model.__class__.__name__,
-             len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
-    loop.fit()
-    return finish(cfg, loop, run_dir, record_path, device, t_start)
+    with locked(run_dir):
+        _refuse_finished(cfg, record_path)  # again: another run may have finished it meanwhile
+        for folder in (run_dir, record_path.parent):
+            remove_stale_temp_files(folder)
+        loop = Loop(cfg, model, task, splits, handle, pruner, stem, run_dir)
+        loop.resume()
+        log.info("%s: %s %s on %d train / %d val (%s), %d epochs x %d steps", run_name(cfg),
+                 "fr" if handle else "prune" if pruner else "plain", model.__class__.__name__,
+                 len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
+        loop.fit()
+        return finish(cfg, loop, run_dir, record_path, device, t_start)
 
 
 def _main(cfg: DictConfig) -> None:

@@ -19,7 +19,7 @@
    (less the time kept for the bench) lasts, and one whose model already had a finished run is
    started only if that run's wall time still fits; a row whose record exists is not run again.
    At the budget, running rows are stopped: each leaves the checkpoint of its last finished
-   epoch (`trainer.resume=true`, which every row is started with, continues it) and no record.
+   epoch and no record (a row with a checkpoint is started with `trainer.resume=true`, continuing it).
 4. Bench: scripts/bench.py with the time left (CUDA only).
 5. One archive, <archive-dir>/gpu_table2.tar.gz: records/table2/*.json (with their small packed
    models), logs/<row>.log, bench.txt, summary.txt (also printed) and status.json.
@@ -236,9 +236,11 @@ def run_rows(a, env: dict, data_root: Path, work: Path, deadline: float) -> dict
             if row is None:
                 break
             pending.remove(row)
+            # continue a row that an earlier session left unfinished (trainer.resume=true needs its checkpoint)
+            resume = ["trainer.resume=true"] if (work / "runs" / row / "checkpoint.pt").exists() else []
             cmd = [sys.executable, "-m", "frx.train", f"experiment=table2/{row}", f"scale={a.scale}",
                    f"trainer.device={a.device}", f"dataset.root={data_root}", f"run.records_dir={records}",
-                   f"run.dir={work / 'runs' / row}", "trainer.resume=true", *a.overrides]
+                   f"run.dir={work / 'runs' / row}", *resume, *a.overrides]
             say(f"start {row} ({left:.0f} s left): frx-train {' '.join(cmd[3:])}")
             running.append(Run(row, cmd, logs / f"{row}.log", env))
         if not running and pending:  # nothing fits any more

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from frx import record as rec
-from frx.config import CONF_DIR, compose
-from frx.finish import resolved_config
-from frx.naming import NOT_COMPUTING, run_stem, under
+from frx.config import CONF_DIR, compose, config_diff, resolved_config
+from frx.naming import run_stem
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")
@@ -40,22 +38,6 @@ CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")
 
 def experiments(table: int, conf_dir: Path) -> list[str]:
     return sorted(f"table{table}/{p.stem}" for p in (conf_dir / "experiment" / f"table{table}").glob("*.yaml"))
-
-
-def flatten(d, prefix: str = "") -> dict:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out or {prefix[:-1]: {}}
-    return {prefix[:-1]: d}
-
-
-def config_diff(recorded: dict, current: dict, ignore=NOT_COMPUTING) -> list[str]:
-    """Dotted keys whose values differ (JSON round trip, so tuples/lists and ints/floats compare as stored)."""
-    a, b = flatten(json.loads(json.dumps(recorded))), flatten(json.loads(json.dumps(current)))
-    keys = sorted(set(a) | set(b))
-    return [k for k in keys if not under(k, ignore) and a.get(k) != b.get(k)]
 
 
 def code_changed(commit: str | None, created: str | None = None, root: Path = ROOT) -> str | None:

@@ -91,14 +91,14 @@ def test_rescoring_a_run_reproduces_its_fid(tmp_path):
     r = run(compose(["experiment=table4/vae_fr1", "scale=smoke", "dataset=mnist5k", "dataset.normalize=unit",
                      "trainer.threads=1", f"run.dir={tmp_path / 'run'}", f"run.records_dir={tmp_path / 'rec'}",
                      f"run.cache_dir={tmp_path / 'cache'}"]))
-    dataset_cfg = OmegaConf.to_container(OmegaConf.create(r["config"]["dataset"]), resolve=True)
+    dataset_cfg = OmegaConf.to_container(OmegaConf.create(r.config["dataset"]), resolve=True)
     splits = data.load(dataset_cfg)
     ex, info = fid.for_dataset(dataset_cfg, tmp_path / "cache", 1, torch.device("cpu"), splits=splits)
-    assert info["fid_extractor_file"] == r["metric_extra"]["fid_extractor_file"]
+    assert info["fid_extractor_file"] == r.metric_extra["fid_extractor_file"]
     (record,) = (tmp_path / "rec").rglob("*.json")
-    n = r["metric_extra"]["fid_samples"]
+    n = r.metric_extra["fid_samples"]
     table = fid.rescore([record], {"main": ex}, splits.val.x, n)
-    assert table[record.stem]["main"] == pytest.approx(r["metric"]["value"], rel=1e-4)
+    assert table[record.stem]["main"] == pytest.approx(r.metric["value"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -58,12 +58,6 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_without_checkpoint_starts_afresh(tmp_path):
-    r = run(compose(["experiment=demo", "scale=smoke", "trainer.resume=true", f"run.dir={tmp_path / 'run'}",
-                     f"run.records_dir={tmp_path / 'records'}"]))
-    assert [e["epoch"] for e in r.epochs] == [1, 2]
-
-
 class InjectedCrash(Exception):
     pass
 

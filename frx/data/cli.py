@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"data root {Path(a.root).expanduser().resolve()}:")
             for name, what in found.items():
                 print(f"  {name:24s} {what}")
-    except (FileNotFoundError, FileExistsError, ChecksumError, ValueError) as e:
+    except (OSError, ChecksumError, ValueError) as e:  # OSError: missing, existing, unwritable, full disk
         print(f"frx-data: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -3,6 +3,7 @@ uncompressed idx files (``.gz`` copies are read too)."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ def parse_idx(data: bytes) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError("not an unsigned-byte idx file")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"idx file of {len(data)} bytes ends inside its header")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     arr = np.frombuffer(data, dtype=np.uint8, offset=offset)
@@ -36,11 +39,23 @@ def parse_idx(data: bytes) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when it is a .gz; ValueError naming the file when that fails."""
     data = Path(path).read_bytes()
     if str(path).endswith(".gz"):
-        data = gzip.decompress(data)
-    return parse_idx(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:  # truncated, not gzip, or damaged
+            raise ValueError(f"{path} is truncated or not a valid .gz file ({e})") from None
+    return data
+
+
+def read_idx(path: Path) -> np.ndarray:
+    try:
+        return parse_idx(read_bytes(path))
+    except ValueError as e:
+        msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+        raise ValueError(f"{msg}; import MNIST again (frx-data import mnist ... --force)") from None
 
 
 def _find(raw: Path, name: str) -> Path | None:
@@ -99,13 +114,14 @@ def import_files(src, root, force: bool = False, verify: bool = True) -> dict:
         path = _find(src, name)
         if path is None:
             raise FileNotFoundError(f"{src} has neither {name}.gz nor {name}")
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
+        data = read_bytes(path)
         got = md5(data)
         if verify and got != expected:
             raise ChecksumError(f"{path}: MD5 of the uncompressed bytes is {got}, "
                                 f"the published MNIST file has {expected}")
-        parse_idx(data)
+        try:
+            parse_idx(data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         writer.add(raw_dir(root) / name, data)
     return writer.commit()

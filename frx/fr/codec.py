@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -109,6 +111,34 @@ def atomic_write(path, write) -> None:
 def atomic_write_bytes(path, data: bytes) -> None:
     """`atomic_write` of one bytes object."""
     atomic_write(path, lambda f: f.write(data))
+
+
+_TEMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")  # atomic_write's temporary files
+STALE_AFTER_S = 600
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder`: only names that
+    atomic_write makes, whose process is gone and that are older than STALE_AFTER_S (a writer on
+    another machine sharing the folder has long finished by then). Returns the removed paths."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_NAME.fullmatch(p.name)
+        if m is None or not p.is_file() or time.time() - p.stat().st_mtime < STALE_AFTER_S:
+            continue
+        try:
+            os.kill(int(m.group(2)), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # a live process of another user
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def quantize_int8(values: torch.Tensor, group: int = INT8_GROUP) -> tuple[np.ndarray, np.ndarray]:

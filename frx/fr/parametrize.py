@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import numbers
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -60,6 +61,8 @@ class FrequencyWeight(nn.Module):
         if math.prod(self.view) != math.prod(self.shape):
             raise ValueError(f"view {self.view} does not match weight shape {self.shape}")
         nd = len(self.view)
+        if dims is not None and any(not -nd <= d < nd for d in dims):
+            raise ValueError(f"dims {list(dims)} out of range for a {nd}-dim weight (dims run from {-nd} to {nd - 1})")
         self.dims = tuple(sorted({d % nd for d in dims})) if dims is not None else tuple(range(nd))
         if not self.dims:
             raise ValueError("dims must name at least one dimension")
@@ -319,6 +322,12 @@ class FR:
     def beta(self) -> float:
         return self.schedule.beta
 
+    def _check_attached(self) -> None:
+        for name, module, p in self.tensors:
+            if not (parametrize.is_parametrized(module, "weight") and p in module.parametrizations.weight):
+                raise RuntimeError(f"{name} is no longer regularized (the model was exported): "
+                                   f"this FR handle has nothing left to schedule")
+
     def _apply_beta(self) -> None:
         for _, _, p in self.tensors:
             floor = math.ceil(self.min_kept.get(p.kind, 1) / p.slices)
@@ -326,10 +335,12 @@ class FR:
 
     def set_beta(self, beta: float) -> None:
         """Jump the schedule to the kept ratio `beta` (benchmarks, experiments at a fixed budget)."""
+        self._check_attached()
         self.schedule.beta = float(beta)
         self._apply_beta()
 
     def _advance(self, unit: str) -> None:
+        self._check_attached()
         if self.schedule.unit == unit and self.model.training:
             self.schedule.advance()
             self._apply_beta()
@@ -343,6 +354,7 @@ class FR:
         self._advance("epoch")
 
     def kept(self) -> int:
+        self._check_attached()
         return sum(p.kept for _, _, p in self.tensors)
 
     def dense(self) -> int:
@@ -352,8 +364,49 @@ class FR:
         return {"schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        self._check_attached()
         self.schedule.load_state_dict(state["schedule"])
         self._apply_beta()
+
+
+def _some(names: Sequence[str], n: int = 8) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _chosen_modules(model: nn.Module, include: Sequence[str] | None,
+                    exclude: Sequence[str] | None) -> list[tuple[str, nn.Module]]:
+    """The Conv/Linear modules that include/exclude pick; ValueError for a pattern that matches no layer,
+    an empty choice, and weights that cannot be regularized (tied, already regularized, empty, on meta)."""
+    layers = [(n, m) for n, m in model.named_modules()
+              if kind_of(m) is not None and getattr(m, "weight", None) is not None]
+    for what, patterns in (("include", include), ("exclude", exclude)):
+        for pattern in patterns or ():
+            if not any(_matches(n, m, [pattern]) for n, m in layers):
+                raise ValueError(f"{what} pattern {pattern!r} matches no weight of a Conv/Linear layer "
+                                 f"(layers: {_some([n for n, _ in layers]) or 'none'})")
+    chosen = [(n, m) for n, m in layers
+              if not (include and not _matches(n, m, include)) and not (exclude and _matches(n, m, exclude))]
+    if not chosen:
+        raise ValueError("no weight to regularize: include/exclude leave out every Conv/Linear layer")
+    holders: dict[int, dict[int, str]] = {}  # tensor -> the modules holding it: several = tied weights
+    for n, m in model.named_modules(remove_duplicate=False):
+        for pn, param in m.named_parameters(recurse=False):
+            holders.setdefault(id(param), {}).setdefault(id(m), f"{n}.{pn}" if n else pn)
+    for n, m in chosen:
+        name = _weight_name(n)
+        if parametrize.is_parametrized(m, "weight"):
+            raise ValueError(f"{name} is already regularized: regularize each weight once "
+                             f"(exclude it, or start from a fresh model)")
+        w = m.weight
+        tied = sorted(set(holders.get(id(w), {}).values()) - {name})
+        if len(holders.get(id(w), {})) > 1:
+            raise ValueError(f"{name} is one tensor with {', '.join(tied)} (tied weights): regularizing it would "
+                             f"change the other too; leave all of them out (exclude=[...]) or untie them")
+        if w.is_meta:
+            raise ValueError(f"{name} is on the meta device (no values): materialize the model before regularize")
+        if w.numel() == 0:
+            raise ValueError(f"{name} has no elements (shape {tuple(w.shape)}): nothing to regularize; exclude it")
+    return chosen
 
 
 def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, unit: str = "step",
@@ -374,12 +427,16 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
     factored: let Linear and Conv2d layers train without building W where that is cheaper
     (same results to float32 rounding; see `FactoredForward`).
+    Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
     min_kept = dict(MIN_KEPT if min_kept is None else min_kept)
     unknown = set(min_kept) - set(KINDS)
     if unknown:
         raise ValueError(f"min_kept keys must be among {KINDS}, got {sorted(unknown)}")
+    for kind, floor in min_kept.items():
+        if isinstance(floor, bool) or not isinstance(floor, numbers.Integral) or floor < 1:
+            raise ValueError(f"min_kept[{kind!r}] must be an integer >= 1, got {floor!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if linear_view not in LINEAR_VIEWS:
@@ -390,18 +447,21 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
         if not found and sample_input is None and not chosen:
             raise ValueError('linear_view="auto" needs sample_input (or a model that declares fr_views)')
         chosen = {**found, **chosen}
-    for name, module in list(model.named_modules()):
-        kind = kind_of(module)
-        if kind is None or getattr(module, "weight", None) is None:
-            continue
-        if include and not _matches(name, module, include):
-            continue
-        if exclude and _matches(name, module, exclude):
-            continue
-        if parametrize.is_parametrized(module, "weight"):
-            raise ValueError(f"{name}.weight is already parametrized")
-        view = chosen.get(_weight_name(name))
-        p = FrequencyWeight(module.weight.shape, kind, view=view, dims=dims)
+    modules = _chosen_modules(model, include, exclude)
+    weights = []
+    for name, module in modules:
+        try:
+            weights.append((module, FrequencyWeight(module.weight.shape, kind_of(module),
+                                                    view=chosen.get(_weight_name(name)), dims=dims)))
+        except ValueError as e:
+            raise ValueError(f"{_weight_name(name)}: {e}") from None
+    names = {_weight_name(n) for n, _ in modules}
+    stray = sorted(set(views or {}) - names)
+    if stray:
+        raise ValueError(f"views name weights that are not regularized: {', '.join(stray)} "
+                         f"(regularized: {_some(sorted(names))})")
+    # every weight checked: only now is the model changed
+    for module, p in weights:
         # unsafe: skip parametrize's consistency check, one more full inverse DCT of every weight
         parametrize.register_parametrization(module, "weight", p, unsafe=True)
         if factored and FactoredForward.fits(module, p):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .registry import ModelSpec, build, build_from_config, names, register, spec, spec_from_config
+from .registry import ModelSpec, build, build_from_config, check_config, names, register, spec, spec_from_config
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

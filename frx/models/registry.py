@@ -4,6 +4,7 @@ the builder's arguments; compatibility checks and tests read the spec."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -72,6 +73,19 @@ def build(name: str, **kwargs: Any) -> nn.Module:
 def _kwargs(model_cfg: Any) -> dict:
     kwargs = model_cfg.get("kwargs") or {}
     return OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs)
+
+
+def check_config(model_cfg: Any) -> None:
+    """ValueError unless a model config names a registered model and its builder takes the kwargs."""
+    unknown = sorted(set(model_cfg) - {"name", "kwargs"})
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join('model.' + k for k in unknown)} "
+                         f"(a model config has name and kwargs)")
+    builder = _entry(model_cfg.get("name"))[0]
+    try:
+        inspect.signature(builder).bind(**_kwargs(model_cfg))
+    except TypeError as e:
+        raise ValueError(f"model.kwargs do not fit model {model_cfg.get('name')}: {e}") from None
 
 
 def build_from_config(model_cfg: Any) -> nn.Module:

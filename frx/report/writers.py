@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fr.codec import atomic_write_bytes
 from ..record import Record
 from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, baselines_frame, is_pipeline_check,
                      layer_frame, table_frame)
@@ -153,7 +154,7 @@ def write_layers(rec: Record, path: Path) -> None:
             f"Not counted above: {_num(rec.counts.get('other_params', math.nan))} other parameters "
             "(biases, norm parameters).", "", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(head) + to_markdown(shown) + "\n")
+    atomic_write_bytes(path, ("\n".join(head) + to_markdown(shown) + "\n").encode())
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -189,11 +190,11 @@ def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, captio
     for col in [c for c in DIFF_COLUMNS + ["fr_minus_prune"] if c in csv]:
         csv[col] = csv[col].astype(object)
         csv.loc[smoke & csv[col].map(lambda v: not isinstance(v, str)), col] = PIPELINE_CHECK
-    csv.to_csv(stem.with_suffix(".csv"), index=False, na_rep=NA)
+    atomic_write_bytes(stem.with_suffix(".csv"), csv.to_csv(index=False, na_rep=NA).encode())
     tex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{stem.name}")
     for char, macro in LATEX_CHARS.items():  # plain pdflatex, no unicode setup needed
         tex = tex.replace(char, macro)
-    stem.with_suffix(".tex").write_text(tex)
+    atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())
     md = to_markdown(shown)
     return md
 
@@ -220,7 +221,7 @@ def write_table(number: int, records: list[Record], out: Path) -> dict[str, pd.D
                _write_frames(out / f"table{number}_baselines", base, bshown,
                              f"Table {number} baselines: {title}."), ""]
         frames["baselines"] = base
-    (out / f"table{number}.md").write_text("\n".join(md))
+    atomic_write_bytes(out / f"table{number}.md", "\n".join(md).encode())
     return frames
 
 

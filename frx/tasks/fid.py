@@ -284,24 +284,24 @@ def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.T
     from omegaconf import OmegaConf
 
     import frx
-    from .. import models
+    from .. import models, record
     from .gan import generate_images as gan_images
     from .generative import NOISE_SEED
     from .vae import generate_images as vae_images
 
     table = {}
     for rec_path in records:
-        rec = json.loads(Path(rec_path).read_text())
+        rec = record.read(rec_path)
         stem = Path(rec_path).name[: -len(".json")]
-        packed = Path(rec["config"]["run"]["dir"]) / "model.float32.frx"
+        packed = Path(rec.config["run"]["dir"]) / "model.float32.frx"
         if not packed.exists():
             raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing")
-        cfg = OmegaConf.create(rec["config"])
+        cfg = OmegaConf.create(rec.config)
         model = models.build_from_config(cfg.model)
         model.load_state_dict(frx.unpack(packed))
         model.eval()
-        generate = gan_images if rec["task"] == "gan" else vae_images
-        nz = model.nz if rec["task"] == "gan" else model.latent_dim
+        generate = gan_images if rec.task == "gan" else vae_images
+        nz = model.nz if rec.task == "gan" else model.latent_dim
         z = torch.randn(n, nz, generator=torch.Generator().manual_seed(NOISE_SEED))
         with torch.no_grad():
             fake = torch.cat([generate(model, zb) for zb in batched(z)])
