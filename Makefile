@@ -34,8 +34,12 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m frx.train experiment=demo run.overwrite=true
 
+# Quick settings, a few minutes on a CPU. The full runs (tens of minutes on one CPU thread):
+#   python scripts/bench.py --threads 1            (ResNet18, VGG16, AlexNet at batch 32 and 128, Linear sweep)
+#   python scripts/bench_deploy.py                 (every Table 1-2 row, batch 1 and 256)
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --quick --threads 1
+	$(PY) scripts/bench_deploy.py --rounds 3 --min-time 0.2 --big-models none
 
 clean-venv:
 	rm -rf $(VENV)

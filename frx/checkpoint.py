@@ -9,7 +9,6 @@ complete epoch and ends with the same numbers as an uninterrupted run.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .fr.codec import atomic_write_bytes
+from .fr.codec import atomic_write
 
 FILENAME = "checkpoint.pt"
 
@@ -46,10 +45,8 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """torch.save `state` to `path` atomically."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """torch.save `state` to `path` atomically, streamed to the file (no copy of it in memory)."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

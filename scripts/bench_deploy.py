@@ -36,9 +36,10 @@ def build_row(row: str, seed: int = 0):
     """(name, regularized model at its final budget, one-sample input) for an experiment file."""
     cfg = compose([f"experiment={row}"])
     f = cfg.fr
-    size = cfg.dataset.get("resize") or cfg.model.input_size
+    spec = models.spec_from_config(cfg.model)
+    size = cfg.dataset.get("resize") or spec.input_size
     torch.manual_seed(seed)
-    x = torch.randn(1, int(cfg.model.in_channels), *[int(s) for s in size])
+    x = torch.randn(1, spec.in_channels, *[int(s) for s in size])
     model = models.build_from_config(cfg.model)
     fr = frx.regularize(model, epsilon=f.epsilon, gamma=1.0, min_kept=dict(f.min_kept), init="normal",
                         linear_view=f.linear_view, sample_input=x if f.linear_view == "auto" else None)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .dct import idctn_corner
 from .mask import corner_shape, kept_order
 from .parametrize import FrequencyWeight, fr_tensors
 
@@ -66,16 +67,23 @@ def kept_values(p: FrequencyWeight, t: torch.Tensor) -> torch.Tensor:
     return rows[:, kept_order(p.t_shape, k, t.device)].reshape(-1)
 
 
-def coefficients_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.Tensor:
-    """The inverse of `kept_values`: T (weight-shaped) with zeros at every dropped position."""
+def _corner_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.Tensor:
+    """The kept corner of T in the view's layout (full size along untransformed dims), zeros where dropped."""
     k = int(p.k)
     corner = corner_shape(p.t_shape, k)
     rows = torch.zeros(p.slices, math.prod(corner), dtype=values.dtype)
     rows[:, kept_order(p.t_shape, k)] = values.reshape(p.slices, k)
-    full = torch.zeros(p.slices, *p.t_shape, dtype=values.dtype)
-    full[(slice(None),) + tuple(slice(0, c) for c in corner)] = rows.reshape(p.slices, *corner)
     perm = _perm(p)
-    full = full.reshape([p.view[d] for d in perm]).permute([perm.index(d) for d in range(len(perm))])
+    sizes = iter(corner)
+    rows = rows.reshape([p.view[d] if d not in p.dims else next(sizes) for d in perm])
+    return rows.permute([perm.index(d) for d in range(len(perm))])
+
+
+def coefficients_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.Tensor:
+    """The inverse of `kept_values`: T (weight-shaped) with zeros at every dropped position."""
+    c = _corner_from_values(p, values)
+    full = torch.zeros(p.view, dtype=values.dtype)
+    full[tuple(slice(0, n) for n in c.shape)] = c
     return full.reshape(p.shape)
 
 
@@ -83,14 +91,15 @@ def _np_dtype(t: torch.Tensor, float_dtype: str) -> str:
     return float_dtype if t.is_floating_point() else str(t.numpy().dtype)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write through a synced temporary file and os.replace: a reader never sees a half-written file."""
+def atomic_write(path, write) -> None:
+    """Call write(file) on a temporary file, sync it and os.replace it onto `path`: a reader never
+    sees a half-written file, and nothing needs to be held in memory whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -99,13 +108,18 @@ def atomic_write_bytes(path, data: bytes) -> None:
             tmp.unlink()
 
 
-_TEMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")  # atomic_write_bytes's temporary files
+def atomic_write_bytes(path, data: bytes) -> None:
+    """`atomic_write` of one bytes object."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+_TEMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")  # atomic_write's temporary files
 STALE_AFTER_S = 600
 
 
 def remove_stale_temp_files(folder) -> list[Path]:
     """Delete the temporary files that killed atomic writes left in `folder`: only names that
-    atomic_write_bytes makes, whose process is gone and that are older than STALE_AFTER_S (a writer on
+    atomic_write makes, whose process is gone and that are older than STALE_AFTER_S (a writer on
     another machine sharing the folder has long finished by then). Returns the removed paths."""
     removed = []
     folder = Path(folder)
@@ -214,13 +228,21 @@ def _encode_fr(entry: dict, values: torch.Tensor, dtype: str) -> bytes:
 
 
 def _write(path, entries: list, chunks: list, meta: dict) -> int:
+    """Write the file chunk by chunk (the CRC runs along), without joining the payload in memory."""
     for entry, chunk in zip(entries, chunks):
         entry["bytes"] = len(chunk)
     header = zlib.compress(json.dumps({"tensors": entries, "meta": meta}).encode(), 9)
-    body = _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(chunks)
-    data = body + _CRC.pack(zlib.crc32(body))
-    atomic_write_bytes(path, data)
-    return len(data)
+    parts = [_HEAD.pack(MAGIC, VERSION, len(header)), header, *chunks]
+
+    def write(f):
+        crc = 0
+        for part in parts:
+            f.write(part)
+            crc = zlib.crc32(part, crc)
+        f.write(_CRC.pack(crc))
+
+    atomic_write(path, write)
+    return sum(len(part) for part in parts) + _CRC.size
 
 
 def repack(src, dst, dtype: str, overwrite: bool = False) -> int:
@@ -361,8 +383,8 @@ def unpack(path) -> "OrderedDict[str, torch.Tensor]":
         if e["kind"] == "fr":
             p = FrequencyWeight(e["shape"], e["layer"], view=e["view"], dims=e["dims"])
             p.set_k(e["k"])
-            with torch.no_grad():
-                state[e["name"]] = p(coefficients_from_values(p, values)).clone()
+            # the inverse DCT of the kept corner alone: no full-size T is built
+            state[e["name"]] = idctn_corner(_corner_from_values(p, values), p.view, p.dims).reshape(p.shape)
         else:
             state[e["name"]] = values.reshape(e["shape"]).clone()
     return state

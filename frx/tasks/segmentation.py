@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.segmentation import DiceScore
 
 from . import Task, register
 
@@ -49,6 +48,7 @@ class Segmentation(Task):
                 with self.autocast():
                     logits = model(x)
                 if score is None:
+                    from torchmetrics.segmentation import DiceScore  # imported here: it costs seconds at start-up
                     score = DiceScore(num_classes=logits.shape[1], include_background=False, average="macro",
                                       aggregation_level="samplewise", input_format="index").to(self.device)
                 score.update(logits.argmax(1), y)
