@@ -90,7 +90,7 @@ def test_rescoring_a_run_reproduces_its_fid(tmp_path):
 
     r = run(compose(["experiment=table4/vae_fr1", "scale=smoke", "dataset=mnist5k", "dataset.normalize=unit",
                      "trainer.threads=1", f"run.dir={tmp_path / 'run'}", f"run.records_dir={tmp_path / 'rec'}",
-                     f"run.cache_dir={tmp_path / 'cache'}"]))
+                     f"run.cache_dir={tmp_path / 'cache'}", "run.keep_all=true"]))
     dataset_cfg = OmegaConf.to_container(OmegaConf.create(r.config["dataset"]), resolve=True)
     splits = data.load(dataset_cfg)
     ex, info = fid.for_dataset(dataset_cfg, tmp_path / "cache", 1, torch.device("cpu"), splits=splits)

@@ -134,7 +134,8 @@ def test_cli_error_is_one_line_and_status_2(tmp_path, monkeypatch, capsys, overr
 
 @pytest.mark.parametrize("sweep, line", [
     ("fr.epsilon=0.01,0", "sweep point fr.epsilon=0: fr.epsilon must be in (0, 1], got 0.0"),
-    ("model=lenet5,nosuch", "sweep point model=nosuch: In 'config': Could not find 'model/nosuch'"),
+    ("model=lenet5,nosuch", "unknown model 'nosuch' (choices: alexnet, gan, lenet300, lenet5, resnet18, smp_unet, "
+                            "unet, unet_frereg, vae, vgg16, vgg16_true)"),
 ])
 def test_sweep_with_one_bad_point_fails_before_any_job(tmp_path, monkeypatch, capsys, sweep, line):
     monkeypatch.chdir(tmp_path)

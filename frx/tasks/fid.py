@@ -295,7 +295,8 @@ def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.T
         stem = Path(rec_path).name[: -len(".json")]
         packed = Path(rec.config["run"]["dir"]) / "model.float32.frx"
         if not packed.exists():
-            raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing")
+            raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing: a finished run keeps "
+                                    f"its float32 pack only with run.keep_all=true")
         cfg = OmegaConf.create(rec.config)
         model = models.build_from_config(cfg.model)
         model.load_state_dict(frx.unpack(packed))
