@@ -16,12 +16,12 @@ NOT_RUN = "not run"
 NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
-SCALE_ORDER = {"full": 0, "smoke": 1}
 # Scales that run an experiment's whole recipe (full: as configured, gpu: the same on a GPU) or
 # evaluate a released model. Any other scale (smoke, a reduced CPU scale) only checks the pipeline:
 # its numbers are shown, never compared with the paper or a baseline.
 RESULT_SCALES = ("full", "gpu", "release")
 PIPELINE_CHECK = "pipeline check"
+SCALE_ORDER = {s: i for i, s in enumerate(RESULT_SCALES + ("smoke",))}  # lines of one row: results first
 # records of a model frx did not train (the authors' release, converted): shown beside the paper's rows
 CONVERTED_SUFFIX = ", evaluated by frx"
 

@@ -99,8 +99,9 @@ def notes_for(paper: PaperTable) -> list[str]:
         "Params: the paper's -ref rows count all parameters (weights, biases, norm parameters); its compressed rows "
         "count kept weights only. 'Params ours (paper's count)' follows the same rule. 266K/431K are rounded in "
         "the paper.",
-        "Scale: full = the paper-size run; smoke = a short run that checks the pipeline, not comparable with the "
-        "paper. Rows without a record say 'not run'.",
+        "Scale: full = the paper-size run (gpu: the same recipe on one GPU; release: a released model evaluated "
+        "by frx); smoke or a reduced CPU scale = a run that checks the pipeline, not comparable with the paper. "
+        "Rows without a record say 'not run'.",
         "Row labels: a plain label is the paper's transform (linear weights transformed as 2-D out x in, 'flat'); "
         "'(frx shape-aware)' is frx's shape-aware linear view (variant 'auto'), an extra row not in the paper.",
     ]
