@@ -72,15 +72,22 @@ def _norm_grid(corner: Sequence[int], device) -> torch.Tensor:
 
 
 def corner_mask(shape: Sequence[int], k: int, device=None) -> torch.Tensor:
-    """Boolean mask over `corner_shape(shape, k)`; True where a coefficient is kept."""
+    """Boolean mask over `corner_shape(shape, k)`; True where a coefficient is kept.
+
+    Built row by row of the last dim: a row whose other indices have norm r keeps its
+    first s - r entries, and the first m rows (lexicographically) with 0 <= s - r < its length
+    also keep entry s - r. One comparison per element of the corner, no grid of norms.
+    """
     s, m = boundary(shape, k)
     corner = corner_shape(shape, k)
-    norms = _norm_grid(corner, device)
-    mask = norms < s
+    rest = _norm_grid(corner[:-1], device).flatten().long()  # norms of the leading indices, one per row
+    room = s - rest  # entries of each row with norm < s
+    last = torch.arange(corner[-1], device=device)
+    mask = last < room.unsqueeze(1)
     if m:
-        ties = torch.nonzero((norms == s).flatten())[:m, 0]  # nonzero is row-major = lexicographic
-        mask.view(-1)[ties] = True
-    return mask
+        ties = torch.nonzero((room >= 0) & (room < corner[-1]))[:m, 0]  # rows in lexicographic order
+        mask[ties, room[ties]] = True
+    return mask.reshape(corner)
 
 
 def full_mask(shape: Sequence[int], k: int, device=None) -> torch.Tensor:

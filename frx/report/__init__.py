@@ -8,6 +8,6 @@
 """
 
 from .cli import generate, main
-from .frames import NA, NOT_RUN, PIPELINE_CHECK, load_records
+from .frames import NA, NOT_RUN, PIPELINE_CHECK, REDUCED_SCALE, load_records
 
-__all__ = ["NA", "NOT_RUN", "PIPELINE_CHECK", "generate", "load_records", "main"]
+__all__ = ["NA", "NOT_RUN", "PIPELINE_CHECK", "REDUCED_SCALE", "generate", "load_records", "main"]

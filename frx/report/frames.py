@@ -17,10 +17,12 @@ NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
 # Scales that run an experiment's whole recipe (full: as configured, gpu: the same on a GPU) or
-# evaluate a released model. Any other scale (smoke, a reduced CPU scale) only checks the pipeline:
-# its numbers are shown, never compared with the paper or a baseline.
+# evaluate a released model. Any other scale is not comparable with the paper: smoke only checks the
+# pipeline, a reduced scale (e.g. one CPU epoch of a longer recipe) is a real but shorter run. Their
+# numbers are shown, never compared with the paper or a baseline.
 RESULT_SCALES = ("full", "gpu", "release")
 PIPELINE_CHECK = "pipeline check"
+REDUCED_SCALE = "reduced scale"
 SCALE_ORDER = {s: i for i, s in enumerate(RESULT_SCALES + ("smoke",))}  # lines of one row: results first
 # records of a model frx did not train (the authors' release, converted): shown beside the paper's rows
 CONVERTED_SUFFIX = ", evaluated by frx"
@@ -34,7 +36,13 @@ DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
 
 
 def is_pipeline_check(scale) -> bool:
+    """Whether a line at this scale is kept out of every comparison (smoke or a reduced scale)."""
     return scale not in RESULT_SCALES
+
+
+def not_compared(scale) -> str:
+    """What a line at a scale that is not compared shows in place of a difference."""
+    return PIPELINE_CHECK if scale == "smoke" else REDUCED_SCALE
 
 
 def load_records(records_dir: str | Path) -> list[Record]:

@@ -100,7 +100,8 @@ def notes_for(paper: PaperTable) -> list[str]:
         "count kept weights only. 'Params ours (paper's count)' follows the same rule. 266K/431K are rounded in "
         "the paper.",
         "Scale: full = the paper-size run (gpu: the same recipe on one GPU; release: a released model evaluated "
-        "by frx); smoke or a reduced CPU scale = a run that checks the pipeline, not comparable with the paper. "
+        "by frx); smoke = a run that checks the pipeline; any other name = a real run at a reduced scale (its "
+        "scale file says what was cut); neither is compared with the paper. "
         "Rows without a record say 'not run'.",
         "Row labels: a plain label is the paper's transform (linear weights transformed as 2-D out x in, 'flat'); "
         "'(frx shape-aware)' is frx's shape-aware linear view (variant 'auto'), an extra row not in the paper.",

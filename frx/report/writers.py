@@ -10,7 +10,8 @@ import pandas as pd
 
 from ..fr.codec import atomic_write_bytes
 from ..record import Record
-from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, baselines_frame, is_pipeline_check,
+from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, REDUCED_SCALE, baselines_frame,
+                     is_pipeline_check, not_compared,
                      layer_frame, table_frame)
 from .paper import PAPER, PaperTable, notes_for
 
@@ -55,7 +56,7 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
         pd_ = 1 if fid else 2
 
         def diff(col, digits):
-            return NOT_RUN if not ok else PIPELINE_CHECK if smoke else _signed(r[col], digits)
+            return NOT_RUN if not ok else not_compared(r["scale"]) if smoke else _signed(r[col], digits)
 
         row = {"Row": r["label"], "Scale": r["scale"] if ok else NOT_RUN, "Model": r["model"] if ok else NOT_RUN,
                "n": str(int(r["n"])) if ok else "0",
@@ -108,10 +109,14 @@ def table_notes(df: pd.DataFrame) -> list[str]:
     if any(str(d) not in ("", NA) for d in df["data_note"].dropna()):
         notes.append("A data-set note in the Notes column (e.g. 'CIFAR-10 (JPEG copies)') says which data every "
                      "number of that line comes from (the record's data notes).")
-    if (df["scale"].map(is_pipeline_check) & (df["status"] != NOT_RUN)).any():
-        notes.append(f"'{PIPELINE_CHECK}': a line at a reduced scale (smoke: a few steps on a few samples; or a "
-                     "reduced CPU scale named in the Scale column) checks that the pipeline runs; its numbers are "
-                     "shown but not compared with the paper or a baseline.")
+    shown = df.loc[df["status"] != NOT_RUN, "scale"]
+    if (shown == "smoke").any():
+        notes.append(f"'{PIPELINE_CHECK}': a smoke line (a few steps on a few samples) checks that the pipeline "
+                     "runs; its numbers are shown but not compared with the paper or a baseline.")
+    if (shown.map(is_pipeline_check) & (shown != "smoke")).any():
+        notes.append(f"'{REDUCED_SCALE}': a real run at a reduced scale named in the Scale column (its scale file "
+                     "says what was cut, e.g. epochs); its numbers are shown but not compared with the paper or a "
+                     "baseline.")
     return notes
 
 
@@ -136,7 +141,7 @@ def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
             "Pruning kept weights (ours)": _num(r["prune_kept_weights"]) if pr_ok else pr_text,
             f"Pruning {m} (ours)": _metric(r["prune_metric_mean"], r["prune_metric_std"], d) if pr_ok else pr_text,
             "Pruning n": str(r["prune_n"]),
-            "FR − pruning": (PIPELINE_CHECK if is_pipeline_check(r["scale"]) else _signed(r["fr_minus_prune"], d))
+            "FR − pruning": (not_compared(r["scale"]) if is_pipeline_check(r["scale"]) else _signed(r["fr_minus_prune"], d))
             if (fr_ok and pr_ok) else NA,
         })
         rows.append(row)
@@ -189,7 +194,8 @@ def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, captio
     smoke = csv["scale"].map(is_pipeline_check) & (csv.get("status", csv.get("fr_status")) != NOT_RUN)
     for col in [c for c in DIFF_COLUMNS + ["fr_minus_prune"] if c in csv]:
         csv[col] = csv[col].astype(object)
-        csv.loc[smoke & csv[col].map(lambda v: not isinstance(v, str)), col] = PIPELINE_CHECK
+        fill = smoke & csv[col].map(lambda v: not isinstance(v, str))
+        csv.loc[fill, col] = csv.loc[fill, "scale"].map(not_compared)
     atomic_write_bytes(stem.with_suffix(".csv"), csv.to_csv(index=False, na_rep=NA).encode())
     tex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{stem.name}")
     for char, macro in LATEX_CHARS.items():  # plain pdflatex, no unicode setup needed
