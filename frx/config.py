@@ -366,11 +366,26 @@ def flatten(d, prefix: str = "") -> dict:
     return {prefix[:-1]: d}
 
 
+_ABSENT = object()
+
+
+def schema_defaults() -> dict:
+    """{dotted key: default} of every key the dataclasses define."""
+    return flatten({g: json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(schema))))
+                    for g, schema in SCHEMAS.items()})
+
+
 def config_diff(recorded: dict, current: dict, ignore=NOT_COMPUTING) -> list[str]:
-    """Dotted keys whose values differ (JSON round trip, so tuples/lists and ints/floats compare as stored)."""
+    """Dotted keys whose values differ (JSON round trip, so tuples/lists and ints/floats compare as stored).
+
+    A key the recorded config lacks counts as its schema default: keys added after a record was
+    written default to the behaviour it was made with, so they do not make it stale.
+    """
     a, b = flatten(json.loads(json.dumps(recorded))), flatten(json.loads(json.dumps(current)))
+    defaults = schema_defaults()
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if not under(k, ignore) and a.get(k) != b.get(k)]
+    return [k for k in keys
+            if not under(k, ignore) and a.get(k, defaults.get(k, _ABSENT)) != b.get(k, _ABSENT)]
 
 
 def task_name(cfg: DictConfig) -> str:

@@ -233,6 +233,12 @@ def test_run_missing_staleness(tmp_path):
     assert rm.config_diff({"fr": {"gamma": 0.01, "min_kept": {"conv": 128}}, "run": {"dir": "a"}},
                           {"fr": {"gamma": 0.02, "min_kept": {"conv": 128}}, "run": {"dir": "b"}}) == ["fr.gamma"]
     assert rm.config_diff({"trainer": {"betas": [0.9, 0.999]}}, {"trainer": {"betas": (0.9, 0.999)}}) == []
+    # a key added to the schema after the record: at its default it keeps the record's behaviour
+    old = {"trainer": {"epochs": 3}}
+    assert rm.config_diff(old, {"trainer": {"epochs": 3, "label_smoothing": 0.0, "channels_last": False}}) == []
+    assert rm.config_diff(old, {"trainer": {"epochs": 3, "label_smoothing": 0.1}}) == ["trainer.label_smoothing"]
+    assert rm.config_diff(old, {"trainer": {"epochs": 3, "no_such_key": 0}}) == ["trainer.no_such_key"]
+    assert rm.config_diff({"trainer": {"epochs": 3, "gone": 1}}, old) == ["trainer.gone"]
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
