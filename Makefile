@@ -6,7 +6,7 @@ SEEDS     ?= 0
 OVERRIDES ?=
 STAMP  := $(VENV)/.frx-installed
 
-.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv wheels gpu-table2
+.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv wheels wheels-table4 gpu-table2 gpu-table4
 
 # pip prints what it downloads and installs: torch alone is several hundred MB on first use
 $(STAMP): pyproject.toml
@@ -57,9 +57,10 @@ table1 table2 table3 table4: $(STAMP)
 tables: $(STAMP)
 	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
 
-# Table 2 on one GPU within BUDGET_S seconds, most valuable rows first, several at once; one archive
-# gpu_table2.tar.gz in ARCHIVE_DIR ($$OUT on a device machine). Needs only python3 with torch there:
-# hydra-core/omegaconf wheels and the CIFAR-10 file travel in .carry/ (`make wheels` fills it).
+# Table 2 or 4 on one GPU within BUDGET_S seconds, most valuable rows first, several at once; one archive
+# gpu_table2.tar.gz / gpu_table4.tar.gz in ARCHIVE_DIR ($$OUT on a device machine). Needs only python3
+# with torch there: hydra-core/omegaconf wheels and the data travel in .carry/ (Table 2, CIFAR-10;
+# `make wheels` fills it) or .carry-table4/ (Table 4, MNIST; `make wheels-table4`).
 # Check it here: make gpu-table2 DEVICE=cpu SCALE=smoke PYTHON=.venv/bin/python   (docs/GPU.md)
 BUDGET_S    ?= 480
 DEVICE      ?= cuda
@@ -68,10 +69,15 @@ ARCHIVE_DIR ?= $(OUT)
 GPU_ARGS    ?=
 GPU_SCALE   := $(if $(filter command line,$(origin SCALE)),$(SCALE),gpu)
 
-gpu-table2:
-	$(PYTHON) scripts/gpu_table2.py --budget-s $(BUDGET_S) --device $(DEVICE) --scale $(GPU_SCALE) \
-		$(if $(ARCHIVE_DIR),--archive-dir $(ARCHIVE_DIR)) $(GPU_ARGS) $(if $(OVERRIDES),-- $(OVERRIDES))
+gpu-table2 gpu-table4:
+	$(PYTHON) scripts/gpu_run.py --table $(@:gpu-table%=%) --budget-s $(BUDGET_S) --device $(DEVICE) \
+		--scale $(GPU_SCALE) $(if $(ARCHIVE_DIR),--archive-dir $(ARCHIVE_DIR)) $(GPU_ARGS) $(if $(OVERRIDES),-- $(OVERRIDES))
 
-# .carry/ for gpu-table2 (where pip reaches an index): wheels, CIFAR-10 JPEG copies, lossless test images
+# the carry folders (where pip reaches an index): wheels plus, in .carry/, CIFAR-10 JPEG copies and
+# lossless test images; in .carry-table4/, MNIST's four .gz files
+CARRY_ARGS = $(if $(wildcard $(PY)),$(PY),python3) $(or $(FRX_SHARED_DATA),../shared/data)
 wheels:
-	scripts/gpu_table2_carry.sh $(if $(wildcard $(PY)),$(PY),python3) $(or $(FRX_SHARED_DATA),../shared/data)
+	scripts/gpu_carry.sh 2 $(CARRY_ARGS)
+
+wheels-table4:
+	scripts/gpu_carry.sh 4 $(CARRY_ARGS)

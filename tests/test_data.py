@@ -1,4 +1,3 @@
-import gzip
 import logging
 import pickle
 import tarfile
@@ -16,6 +15,7 @@ from frx.data.cli import main as cli
 from frx.data.synthetic_carvana import make_synthetic_carvana
 
 from datadir import SHARED_DATA
+from tiny_mnist import idx_bytes, write_mnist
 
 CONF = str((Path(__file__).parent.parent / "frx" / "conf").resolve())
 SHARED = SHARED_DATA
@@ -36,31 +36,6 @@ def ds_cfg(dataset, root, **over):
 
 
 # ---------------------------------------------------------------- MNIST (idx)
-def idx_bytes(arr: np.ndarray) -> bytes:
-    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    return head + arr.astype(np.uint8).tobytes()
-
-
-def tiny_mnist(rng, n):
-    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    y = rng.integers(0, 10, n, dtype=np.uint8)
-    return x, y
-
-
-def write_mnist(folder: Path, gz: bool, ntrain=12, ntest=5, seed=0):
-    rng = np.random.default_rng(seed)
-    xtr, ytr = tiny_mnist(rng, ntrain)
-    xte, yte = tiny_mnist(rng, ntest)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in zip(mnist.FILES, (xtr, ytr, xte, yte)):
-        data = idx_bytes(arr)
-        if gz:
-            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
-        else:
-            (folder / name).write_bytes(data)
-    return xtr, ytr, xte, yte
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_loader_reads_torchvision_layout(tmp_path, gz):
     xtr, ytr, xte, yte = write_mnist(tmp_path / "MNIST" / "raw", gz)

@@ -174,6 +174,17 @@ def for_dataset(dataset_cfg: dict, cache_dir, epochs: int, device: torch.device,
     return get_extractor(cache_dir, key, train_batches, val_batches, epochs, device, log=log, **arch)
 
 
+def for_run(cfg, device: torch.device, log: Callable[[str], None] = print, splits=None) -> tuple[MnistFeatures, dict]:
+    """`for_dataset` for a run's (validated) config: its data set, run.cache_dir and
+    scale.fid_extractor_epochs. splits: the run's splits, used when they are the native images."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg.dataset, resolve=True)
+    epochs = int(cfg.scale.get("fid_extractor_epochs", 3))
+    same = data.get("resize") == [28, 28] and data.get("normalize") == "unit"  # the run's data is the native one
+    return for_dataset(data, cfg.run.cache_dir, epochs, device, log=log, splits=splits if same else None)
+
+
 @torch.no_grad()
 def frechet_distance(extractor: nn.Module, real: Iterable[torch.Tensor], fake: Iterable[torch.Tensor]) -> float:
     """FID between two streams of image batches in [0, 1] on the extractor's features."""

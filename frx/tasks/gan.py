@@ -53,5 +53,5 @@ class GANTask(Generative):
         with self.autocast():
             loss_g = F.binary_cross_entropy_with_logits(model.discriminator(fake).float(), ones)
         self.backward_step(loss_g, opt_g)
-        ld, lg = float(loss_d.detach()), float(loss_g.detach())
+        ld, lg = loss_d.detach(), loss_g.detach()  # read back only when a log line needs them (trainer.log_every)
         return {"loss": ld + lg, "loss_d": ld, "loss_g": lg}

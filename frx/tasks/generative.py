@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from . import Task
@@ -45,11 +44,7 @@ class Generative(Task):
 
     def _extractor(self):
         if self.extractor is None:
-            data = OmegaConf.to_container(self.cfg.dataset, resolve=True)
-            epochs = int(self.cfg.scale.get("fid_extractor_epochs", 3))
-            same = data.get("resize") == [28, 28] and data.get("normalize") == "unit"  # the run's data is the native one
-            self.extractor, self.extra = _fid.for_dataset(data, self.cfg.run.cache_dir, epochs, self.device,
-                                                          log=log.info, splits=self.splits if same else None)
+            self.extractor, self.extra = _fid.for_run(self.cfg, self.device, log=log.info, splits=self.splits)
             self.extra["fid_samples"] = self.fid_samples
         return self.extractor
 

@@ -1,7 +1,8 @@
-"""`make gpu-table2` (scripts/gpu_table2.py), the entry point of the GPU run, at smoke scale on the
-CPU: the same code path (import, rows, stop at the budget, archive) as on the GPU."""
+"""`make gpu-table2` and `make gpu-table4` (scripts/gpu_run.py), the entry point of the GPU runs, at
+smoke scale on the CPU: the same code path (import, rows, stop at the budget, archive) as on the GPU."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -11,14 +12,17 @@ from pathlib import Path
 import pytest
 
 from tiny_cifar import write_tiny_set
+from tiny_mnist import write_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 # one small row: the smoke scale cut further, so that the test stays well under a minute
-SHRINK = "trainer.epochs=1 trainer.batch_size=4 dataset.limit_train=8 dataset.limit_val=8 trainer.eval_batch_size=8"
+# (one thread: CPU threads that wait for a busy machine's cores cost more than they bring)
+SHRINK = "trainer.epochs=1 trainer.batch_size=4 dataset.limit_train=8 dataset.limit_val=8 trainer.eval_batch_size=8 " \
+         "trainer.threads=1"
 
 
-def make(*args, timeout=600):
-    return subprocess.run(["make", "--no-print-directory", "gpu-table2", f"PYTHON={sys.executable}", *args],
+def make(*args, target="gpu-table2", timeout=600):
+    return subprocess.run(["make", "--no-print-directory", target, f"PYTHON={sys.executable}", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -79,7 +83,37 @@ def test_gpu_table2_stops_at_the_budget_and_resumes(tmp_path):
         assert "resuming" in (work / "logs" / "resnet18_v1.log").read_text()
 
 
-def test_gpu_table2_bad_row_is_one_line_before_work(tmp_path):
-    p = make("DEVICE=cpu", "SCALE=smoke", f"GPU_ARGS=--work {tmp_path / 'w'} --rows resnet18_vv")
+def test_gpu_table4_at_smoke_scale_on_cpu(tmp_path):
+    """A GAN row with a second seed: record with its FID, sample grid, log, summary, status; the FID
+    network is trained once before the rows, which load it."""
+    write_mnist(tmp_path / "mnist", gz=True, ntrain=40, ntest=20)
+    work, out = tmp_path / "work", tmp_path / "out"
+    p = make("DEVICE=cpu", "SCALE=smoke", "BUDGET_S=400", f"ARCHIVE_DIR={out}", "OVERRIDES=trainer.epochs=1 trainer.threads=1",
+             f"GPU_ARGS=--work {work} --data {tmp_path / 'mnist'} --no-verify --rows gan_fr1:1", target="gpu-table4")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    with tarfile.open(out / "gpu_table4.tar.gz") as tar:
+        names = set(tar.getnames())
+        [rec_name] = [n for n in names if re.fullmatch(r"gpu_table4/records/table4/gan_fr1__.*\.json", n)]
+        record = json.load(tar.extractfile(rec_name))
+        png = tar.extractfile(rec_name.replace(".json", ".samples.png")).read()
+        log = tar.extractfile("gpu_table4/logs/gan_fr1_seed1.log").read().decode()
+        summary = tar.extractfile("gpu_table4/summary.txt").read().decode()
+        status = json.load(tar.extractfile("gpu_table4/status.json"))
+    assert "gpu_table4/bench.txt" in names and not any(n.endswith((".pt", ".frx")) for n in names)
+    assert rec_name.endswith("__smoke__seed1.json") and record["seed"] == 1 and record["device"] == "cpu"
+    assert record["row"] == "GAN-fr1" and record["method"] == "fr" and len(record["epochs"]) == 1
+    fid = record["metric"]
+    assert fid["name"] == "fid" and math.isfinite(fid["value"]) and fid["value"] >= 0
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(record["metric_extra"]["fid_extractor_file"]).parent == work / "data" / "cache"
+    assert "FID network" in p.stdout and "training the FID feature extractor" not in log
+    assert status["rows"]["gan_fr1:1"]["status"] == "finished" and status["bench"] == "not run"
+    assert "gan_fr1:1" in summary and f"{fid['value']:9.2f}" in summary and "MNIST, 32 training / 16 test images" in summary
+
+
+@pytest.mark.parametrize("target, row", [("gpu-table2", "resnet18_vv"), ("gpu-table4", "gan_xx"),
+                                         ("gpu-table4", "gan_ref:x")])
+def test_gpu_bad_row_is_one_line_before_work(tmp_path, target, row):
+    p = make("DEVICE=cpu", "SCALE=smoke", f"GPU_ARGS=--work {tmp_path / 'w'} --rows {row}", target=target)
     assert p.returncode != 0 and not (tmp_path / "w").exists()
-    assert "gpu_table2: error: unknown Table 2 rows: resnet18_vv" in p.stderr
+    assert f"gpu_table{target[-1]}: error: unknown Table {target[-1]} rows: {row} " in p.stderr
