@@ -14,7 +14,7 @@ Reads every run record (JSON, one per run) under --records and writes, under --o
   pruning at the same kept count as each FR row, and FR, side by side. Also appended to tableN.md.
 - layers/<record path>.md: the per-layer table of each run (layer, type, dense, kept, rate).
 - figures/table<N>_metric_vs_kept.png: metric against kept weights (log x), FR and pruning
-  (smoke runs, which only check the pipeline, only with --smoke-figures).
+  (smoke and reduced-scale runs, which are not compared with the paper, only with --smoke-figures).
 
 Counting conventions (also written into every table's notes):
 - kept weights = sum over regularized/pruned weight tensors of the record's `tensors[].kept`
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results", help="output directory for tables, layers/ and figures/")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     ap.add_argument("--smoke-figures", action="store_true",
-                    help="also plot smoke runs (pipeline checks; left out of the figures by default)")
+                    help="also plot smoke and reduced-scale runs (left out of the figures by default)")
     args = ap.parse_args(argv)
     result = generate(args.records, args.out, figures=not args.no_figures, smoke_figures=args.smoke_figures)
     for n, frames in result.items():
