@@ -2,7 +2,7 @@
 
     python scripts/bench.py [--quick] [--rounds 3] [--steps 30] [--model-steps 1] [--device cpu]
                             [--threads N] [--models resnet18 vgg16 alexnet] [--batches 32 128]
-                            [--linear 512 1024 2048 4096 8192] [--sections ...]
+                            [--linear 512 1024 2048 4096 8192] [--sections ...] [--gpu-batch 512]
 
 Every timing section compares variants of one training step (Adam, cross-entropy)
 in interleaved rounds, so machine noise hits every variant alike, and prints the
@@ -17,7 +17,9 @@ ratio to the plain step as the median over rounds with its spread [min - max]:
 Budgets: beta = 1 (every run's start, nothing dropped), v1 (1 % per tensor) and
 v2 (0.1 %), with the paper's floors (128 per conv tensor, 256 per linear tensor).
 Then: the time of `regularize()` on AlexNet, of the zigzag mask of AlexNet's fc1,
-and the packed size of a LeNet-5 at the v2 floors.
+and the packed size of a LeNet-5 at the v2 floors. On a CUDA device the run starts with
+the `gpu` section: the models at batch 512 (--gpu-batch) under bfloat16 autocast with
+channels_last, the settings of the GPU training run (`scale=gpu`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from frx.fr.parametrize import FactoredForward
 from frx.models import build
 
 BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}
+SECTIONS = ["gpu", "lenet5", "models", "linear", "setup", "mask", "pack"]
 INPUTS = {"lenet5": (1, 28), "resnet18": (3, 32), "vgg16": (3, 32), "alexnet": (3, 64)}
 
 
@@ -61,16 +64,19 @@ def _sync(device):
 
 
 class Runner:
-    """One model, its optimizer and a fixed batch; `time(steps)` gives seconds per training step."""
+    """One model, its optimizer and a fixed batch; `time(steps)` gives seconds per training step.
+    amp: an autocast dtype (the GPU section's bfloat16), None for float32."""
 
-    def __init__(self, model, x, y):
-        self.model, self.x, self.y = model.train(), x, y
+    def __init__(self, model, x, y, amp=None):
+        self.model, self.x, self.y, self.amp = model.train(), x, y, amp
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         self.loss = nn.CrossEntropyLoss() if y.dtype == torch.long else nn.MSELoss()
 
     def step(self):
         self.opt.zero_grad(set_to_none=True)
-        self.loss(self.model(self.x), self.y).backward()
+        with torch.autocast(self.x.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            loss = self.loss(self.model(self.x), self.y)
+        loss.backward()
         self.opt.step()
 
     def time(self, steps):
@@ -125,15 +131,19 @@ def _fr_variants(make, device, variants=tuple(VARIANTS)):
     return out
 
 
-def bench_model(name, batch, device, steps, rounds, budgets, variants):
+def bench_model(name, batch, device, steps, rounds, budgets, variants, fast=False):
+    """fast: the GPU run's settings (bfloat16 autocast, channels_last), as `scale=gpu` trains."""
     c, size = INPUTS[name]
-    x = torch.randn(batch, c, size, size, device=device)
+    layout = torch.channels_last if fast else torch.contiguous_format
+    x = torch.randn(batch, c, size, size, device=device).to(memory_format=layout)
     y = torch.randint(0, 10, (batch,), device=device)
+    amp = torch.bfloat16 if fast else None
     torch.manual_seed(0)
-    plain = Runner(build(name).to(device), x, y)
-    frs = {k: (Runner(m, x, y), h) for k, (m, h) in _fr_variants(lambda: build(name), device, variants).items()}
-    compare(f"{name}, batch {batch}, {device}, {steps} steps x {rounds} interleaved rounds: FR / plain, "
-            "median [min-max]", plain, frs, budgets, steps, rounds)
+    plain = Runner(build(name).to(device, memory_format=layout), x, y, amp)
+    frs = {k: (Runner(m.to(memory_format=layout), x, y, amp), h)
+           for k, (m, h) in _fr_variants(lambda: build(name), device, variants).items()}
+    compare(f"{name}, batch {batch}, {device}{', bfloat16, channels_last' if fast else ''}, {steps} steps x "
+            f"{rounds} interleaved rounds: FR / plain, median [min-max]", plain, frs, budgets, steps, rounds)
 
 
 def bench_linear(n, batch, device, steps, rounds, budgets, variants):
@@ -223,19 +233,26 @@ def main():
     ap.add_argument("--models", nargs="*", default=["resnet18", "vgg16", "alexnet"], choices=sorted(INPUTS))
     ap.add_argument("--batches", nargs="*", type=int, default=[32, 128])
     ap.add_argument("--linear", nargs="*", type=int, default=[512, 1024, 2048, 4096, 8192])
-    ap.add_argument("--sections", nargs="*", default=["lenet5", "models", "linear", "setup", "mask", "pack"])
+    ap.add_argument("--sections", nargs="*", default=None, choices=SECTIONS,
+                    help="default: all (gpu only on a CUDA device); gpu = the models at --gpu-batch, bfloat16 "
+                         "autocast, channels_last, FR only (the GPU run's settings)")
+    ap.add_argument("--gpu-batch", type=int, default=512, help="batch of the gpu section")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     if args.quick:
         args.steps, args.rounds, args.batches, args.linear = 10, 3, [32], [512, 2048, 8192]
-    if min([args.steps, args.model_steps, args.rounds, *args.batches, *args.linear]) < 1:
-        ap.error("--steps, --model-steps, --rounds, --batches and --linear must be >= 1")
+    if min([args.steps, args.model_steps, args.rounds, args.gpu_batch, *args.batches, *args.linear]) < 1:
+        ap.error("--steps, --model-steps, --rounds, --gpu-batch, --batches and --linear must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.sections is None:
+        args.sections = [s for s in SECTIONS if s != "gpu" or device.type == "cuda"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    for name in args.models if "gpu" in args.sections else []:  # first: the GPU run keeps the bench short
+        bench_model(name, args.gpu_batch, device, args.model_steps, args.rounds, BUDGETS, ["FR"], fast=True)
     if "lenet5" in args.sections:
         bench_lenet5(device, max(args.steps, 10), args.rounds)  # ~0.2 s steps: fewer would time noise
     for batch in args.batches if "models" in args.sections else []:

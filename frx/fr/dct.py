@@ -101,10 +101,13 @@ def _idct_last(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _along_last(fn, x: torch.Tensor, dim: int, *args) -> torch.Tensor:
+    dtype = x.dtype
+    if dtype not in (torch.float32, torch.float64):  # bfloat16/float16 activations (autocast): FFT in float32
+        x = x.float()
     if dim == x.ndim - 1:
-        return fn(x, *args)
+        return fn(x, *args).to(dtype)
     # one contiguous copy first: the FFT and the reordering run ~2x slower on strided data
-    return fn(x.movedim(dim, -1).contiguous(), *args).movedim(-1, dim)
+    return fn(x.movedim(dim, -1).contiguous(), *args).movedim(-1, dim).to(dtype)
 
 
 def _matmul_dim(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:

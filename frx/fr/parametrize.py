@@ -170,7 +170,7 @@ class FrequencyWeight(nn.Module):
         if 0 in self.dims:
             z = expand(z, 1, self.view[0])
         y = z.reshape(*x.shape[:-1], self.view[0])
-        return y if bias is None else y + bias
+        return y if bias is None else y + bias.to(y.dtype)  # under autocast y is low-precision, as nn.Linear's
 
     def conv2d(self, x: torch.Tensor, t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
         """conv.forward(x) with W = IDCT(T * M), without building W: a channel DCT of x (a 1x1
@@ -183,7 +183,7 @@ class FrequencyWeight(nn.Module):
         y = nn.functional.conv2d(u, tc, None, conv.stride, conv.padding, conv.dilation)
         if 0 in self.dims:
             y = transform_channels(y, self.view[0], inverse=True)
-        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1).to(y.dtype)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
         return dctn(w.reshape(self.view), self.dims).reshape(self.shape)
