@@ -76,8 +76,9 @@ def _keep_beside_record(cfg: DictConfig, record_path: Path, run_dir: Path, sampl
     return extra
 
 
-def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device: Any, t_start: float) -> rec.Record:
-    """Pack, evaluate from the packed files, write and print the record."""
+def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device: Any, t_start: float,
+           commit: str | None) -> rec.Record:
+    """Pack, evaluate from the packed files, write and print the record (`commit`: the code's, read at the start)."""
     pruned = loop.pruner.finalize() if loop.pruner is not None else None
     loop.model.eval()
     value_live = loop.task.evaluate(loop.model, loop.splits.val)
@@ -99,7 +100,7 @@ def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device
                                     "value": values["float32"], "value_fp16": values["float16"],
                                     "value_int8": values.get("int8"), "value_live": value_live},
         metric_extra=extra, tensors=tensors, counts=counts, packed_bytes=packed, epochs=loop.log,
-        config=resolved_config(cfg), git_commit=rec.git_commit(), versions=rec.versions(),
+        config=resolved_config(cfg), git_commit=commit, versions=rec.versions(),
         wall_time_s=round(loop.elapsed_before + time.time() - t_start, 3), created=rec.now_utc())
     rec.write(record_path, record)
     print_summary(record, record_path, run_dir)

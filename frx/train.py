@@ -41,7 +41,7 @@ from .fr.codec import remove_stale_temp_files
 from .finish import finish
 from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything
 from .naming import hydra_overrides, override_tag, run_name, run_stem
-from .record import Record
+from .record import Record, git_commit
 from .rundir import locked
 
 __all__ = ["CONF_DIR", "RunFinished", "UserError", "compose", "main", "override_tag", "run", "run_name", "run_stem", "validate"]
@@ -78,6 +78,7 @@ def _refuse_finished(cfg: DictConfig, record_path: Path) -> None:
 def run(cfg: DictConfig) -> Record:
     """Train, pack, evaluate and record one configuration; returns the record."""
     t_start = time.time()
+    commit = git_commit()  # the code that runs: HEAD may move while it trains
     cfg = validate(cfg)
     check_paths(cfg)
     stem = run_stem(cfg)
@@ -115,7 +116,7 @@ def run(cfg: DictConfig) -> Record:
                  "fr" if handle else "prune" if pruner else "plain", model.__class__.__name__,
                  len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
         loop.fit()
-        record = finish(cfg, loop, run_dir, record_path, device, t_start)
+        record = finish(cfg, loop, run_dir, record_path, device, t_start, commit)
         if not cfg.run.keep_all:  # the large files, of no use once the record is written (float16 is the packed model)
             for path in (loop.ckpt_path, run_dir / "model.float32.frx"):
                 path.unlink(missing_ok=True)
