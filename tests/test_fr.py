@@ -385,15 +385,17 @@ def test_mixed_precision_forward_and_backward():
 def test_factored_layers_on_the_fft_path_under_bfloat16_autocast():
     # wide layers take the FFT route of the channel transforms, which has no bfloat16 kernel: it runs in float32
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(300, 300, 1), nn.Flatten(), nn.Linear(300 * 4, 1024))
+    model = nn.Sequential(nn.Conv2d(2048, 2048, 1), nn.Flatten(), nn.Linear(2048 * 4, 1024))
     fr = frx.regularize(model, epsilon=0.5, gamma=1.0)
     model.train()
     fr.step()
-    x = torch.randn(8, 300, 2, 2)
+    x = torch.randn(8, 2048, 2, 2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
     assert all(m.forward._choice[1] for m in (model[0], model[2]))  # both layers took the factored route
-    assert frx.fr.dct.use_fft(300, model[0].parametrizations.weight[0].corner()[1])
+    dct = frx.fr.dct
+    assert dct.use_fft(2048, model[0].parametrizations.weight[0].corner()[1], dct.CHANNEL_FFT_FACTOR)
+    assert dct.use_fft(2048 * 4, model[2].parametrizations.weight[0].corner()[1])
     out.float().sum().backward()
     assert model[2].parametrizations.weight.original.grad.abs().sum() > 0
     with torch.no_grad():

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from .dct import FFT_FACTOR, FFT_MIN, contract, dctn, expand, idctn, idctn_corner, masked_idctn, transform_channels
+from .dct import CHANNEL_FFT_FACTOR, FFT_FACTOR, FFT_MIN, contract, dctn, expand, idctn, idctn_corner, masked_idctn, transform_channels
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -153,10 +153,11 @@ class FrequencyWeight(nn.Module):
             rows_in = in_shape[0] * math.prod(in_shape[2:])
             rows_out = out_shape[0] * math.prod(out_shape[2:])
             taps, b = math.prod(self.view[2:]), corner[1]
-            inner = rows_in * self.view[1] * _per_element(self.view[1], b) if 1 in self.dims else 0.0
+            inner = rows_in * self.view[1] * _per_element(self.view[1], b, CHANNEL_FFT_FACTOR) if 1 in self.dims else 0.0
         factored = inner + rows_out * corner[0] * b * taps
         if 0 in self.dims:
-            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0])
+            factor = FFT_FACTOR if self.kind == "linear" else CHANNEL_FFT_FACTOR
+            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0], factor)
         return 3 * factored, 2 * rebuild + 3 * rows_out * math.prod(self.view)
 
     def linear(self, x: torch.Tensor, t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -193,9 +194,10 @@ class FrequencyWeight(nn.Module):
         return f"shape={self.shape}{view}, dims={self.dims}, kept={self.kept}"
 
 
-def _per_element(n: int, c: int) -> float:
-    """Multiply-adds per output element of a one-dim transform between n samples and c coefficients."""
-    return min(c, FFT_FACTOR * math.log2(n)) if n >= FFT_MIN else c
+def _per_element(n: int, c: int, factor: float = FFT_FACTOR) -> float:
+    """Multiply-adds per output element of a one-dim transform between n samples and c coefficients
+    (factor: the FFT's cost per element and log2(n), `dct.FFT_FACTOR` or `dct.CHANNEL_FFT_FACTOR`)."""
+    return min(c, factor * math.log2(n)) if n >= FFT_MIN else c
 
 
 class FactoredForward:
