@@ -172,6 +172,43 @@ def idctn(x: torch.Tensor, dims: Sequence[int] | None = None) -> torch.Tensor:
     return x
 
 
+# Transformed dims at the end of a tensor with at most this many elements together (a conv kernel's
+# 3x3 or 5x5) go through one Kronecker matrix, a single product on contiguous memory: one at a time,
+# each middle dim would cost a transposed copy of the whole tensor.
+SMALL_TRAILING = 64
+
+
+@lru_cache(maxsize=256)
+def _kron_inverse(ns: tuple[int, ...], cs: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # (prod ns, prod cs): the inverse over the trailing dims, row-major like their flattening
+    out = torch.ones(1, 1, dtype=torch.float64)
+    for n, c in zip(ns, cs):
+        out = torch.kron(out, _cos_rows(n, c, torch.device("cpu"), torch.float64).T)
+    return out.to(device=device, dtype=dtype)
+
+
+def _plan(corner: Sequence[int], shape: Sequence[int], dims: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(trailing group, other dims in expansion order): how a corner is expanded to `shape`."""
+    group: list[int] = []
+    size = 1
+    for d in reversed(range(len(shape))):
+        if d not in dims or size * shape[d] > SMALL_TRAILING:
+            break
+        group.insert(0, d)
+        size *= shape[d]
+    if len(group) < 2:
+        group = []
+    return group, [d for d in _expansion_order(corner, shape, dims) if d not in group]
+
+
+def _trailing(x: torch.Tensor, group: list[int], ns: Sequence[int], cs: Sequence[int], inverse: bool) -> torch.Tensor:
+    """expand (inverse) the group's trailing dims from cs to ns coefficients, or contract ns to cs."""
+    k = _kron_inverse(tuple(ns), tuple(cs), x.device, x.dtype)
+    lead = x.shape[:group[0]]
+    y = x.reshape(*lead, -1) @ (k.T if inverse else k)
+    return y.reshape(*lead, *(ns if inverse else cs))
+
+
 def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int] | None = None) -> torch.Tensor:
     """Inverse DCT of a tensor of `shape` whose only non-zero coefficients lie in `corner`.
 
@@ -184,8 +221,11 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
     for d in range(corner.ndim):
         if d not in dims and corner.shape[d] != shape[d]:
             raise ValueError(f"dim {d} is not transformed, so the corner must span it ({corner.shape[d]} != {shape[d]})")
+    group, rest = _plan(corner.shape, shape, dims)
     x = corner
-    for d in _expansion_order(corner.shape, shape, dims):
+    if group:
+        x = _trailing(x, group, [int(shape[d]) for d in group], [corner.shape[d] for d in group], inverse=True)
+    for d in rest:
         x = expand(x, d, int(shape[d]))
     return x
 
@@ -215,8 +255,11 @@ class _MaskedCornerIDCT(torch.autograd.Function):
         (mask,) = ctx.saved_tensors
         shape, corner, dims, idx = ctx.meta
         g = g.to(mask.dtype)
-        for d in reversed(_expansion_order(corner, shape, dims)):
+        group, rest = _plan(corner, shape, dims)
+        for d in reversed(rest):
             g = contract(g, d, corner[d])
+        if group:
+            g = _trailing(g, group, [shape[d] for d in group], [corner[d] for d in group], inverse=False)
         grad = g.new_zeros(shape)
         grad[idx] = g * mask
         return grad, None, None, None
