@@ -80,7 +80,7 @@ def test_command_line_refuses_bad_input_before_work(tmp_path, capsys):
     assert "MNIST is not in" in capsys.readouterr().err and not (tmp_path / "cache").exists()
 
 
-def test_rescoring_a_run_reproduces_its_fid(tmp_path):
+def test_rescoring_a_run_reproduces_its_fid(tmp_path, capsys):
     """A VAE trained a few steps (smoke scale, MNIST-5k) and rescored from its packed file by the
     command line's code gets the FID its record holds, from the same cached extractor."""
     from omegaconf import OmegaConf
@@ -99,6 +99,13 @@ def test_rescoring_a_run_reproduces_its_fid(tmp_path):
     n = r.metric_extra["fid_samples"]
     table = fid.rescore([record], {"main": ex}, splits.val.x, n)
     assert table[record.stem]["main"] == pytest.approx(r.metric["value"], rel=1e-4)
+    # without the packed model: one line before any extractor is trained
+    (tmp_path / "run" / "model.float32.frx").unlink()
+    assert fid.main(["--root", str(tmp_path / "none"), "--cache-dir", str(tmp_path / "c2"), "--skip-checks",
+                     "--runs", str(record)]) == 2
+    err = capsys.readouterr().err
+    assert "model.float32.frx (the run directory of" in err and "Traceback" not in err
+    assert not (tmp_path / "c2").exists()
 
 
 @pytest.mark.slow

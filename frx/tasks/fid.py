@@ -288,6 +288,20 @@ def _two_extractors(dataset_cfg, splits, cache_dir, epochs: int, log) -> dict[st
     return out
 
 
+def _packed_file(rec_path: Path) -> Path:
+    from .. import record
+
+    return Path(record.read(rec_path).config["run"]["dir"]) / "model.float32.frx"
+
+
+def check_runs(records: list[Path]) -> None:
+    """FileNotFoundError naming the first run whose float32 pack (what `rescore` reads) is gone."""
+    for rec_path in records:
+        if not _packed_file(rec_path).exists():
+            raise FileNotFoundError(f"{_packed_file(rec_path)} (the run directory of {rec_path}) is missing: a "
+                                    f"finished run keeps its float32 pack only with run.keep_all=true")
+
+
 def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.Tensor,
             n: int) -> dict[str, dict[str, float]]:
     """FID of each finished run's generator (unpacked from its float32 file in its run dir) under every
@@ -300,14 +314,12 @@ def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.T
     from .generative import NOISE_SEED
     from .vae import generate_images as vae_images
 
+    check_runs(records)
     table = {}
     for rec_path in records:
         rec = record.read(rec_path)
         stem = Path(rec_path).name[: -len(".json")]
-        packed = Path(rec.config["run"]["dir"]) / "model.float32.frx"
-        if not packed.exists():
-            raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing: a finished run keeps "
-                                    f"its float32 pack only with run.keep_all=true")
+        packed = _packed_file(rec_path)
         cfg = OmegaConf.create(rec.config)
         model = models.build_from_config(cfg.model)
         model.load_state_dict(frx.unpack(packed))
@@ -354,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
+        check_runs([Path(r) for r in a.runs or []])  # before any extractor is trained
         dataset_cfg, splits = _vae_data(a.root)
     except FileNotFoundError as e:
         print(f"python -m frx.tasks.fid: error: {e}", file=sys.stderr)
