@@ -12,6 +12,7 @@ import shutil
 import sys
 import typing
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -369,8 +370,9 @@ def flatten(d, prefix: str = "") -> dict:
 _ABSENT = object()
 
 
+@lru_cache(maxsize=1)
 def schema_defaults() -> dict:
-    """{dotted key: default} of every key the dataclasses define."""
+    """{dotted key: default} of every key the dataclasses define (shared: do not modify)."""
     return flatten({g: json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(schema))))
                     for g, schema in SCHEMAS.items()})
 

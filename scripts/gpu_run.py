@@ -235,10 +235,9 @@ def prepare_python(a, work: Path) -> dict:
     missing = [d for d, want in NEEDED.items() if not _has(d, want, site)]
     if missing:
         wheels = Path(a.wheels)
-        dists = missing
-        files = [f for d in dists for f in sorted((w for w in wheels.glob("*.whl")
+        files = [f for d in missing for f in sorted((w for w in wheels.glob("*.whl")
                                                      if w.name.lower().startswith(d.lower() + "-")), key=_py_match)[:1]]
-        lacking = [d for d in dists if not any(f.name.lower().startswith(d.lower() + "-") for f in files)]
+        lacking = [d for d in missing if not any(f.name.lower().startswith(d.lower() + "-") for f in files)]
         if lacking:
             raise SystemExit(f"{label}: error: python lacks {', '.join(missing)} (or has other versions) and "
                              f"{wheels} has no wheel for "
@@ -351,8 +350,8 @@ def run_rows(a, env: dict, data_root: Path, work: Path, deadline: float) -> dict
     while pending or running:
         for r in [r for r in running if r.poll()]:
             running.remove(r)
-            done[r.row] = {"status": r.status, "wall_s": round(r.wall, 1),
-                           "record": str(r.record()) if r.record() else None}
+            record = r.record()
+            done[r.row] = {"status": r.status, "wall_s": round(r.wall, 1), "record": str(record) if record else None}
             if r.status == "finished":
                 walls[model_of(r.row)] = max(walls.get(model_of(r.row), 0), r.wall)
             say(f"{r.row}: {r.status} after {r.wall:.0f} s")

@@ -201,8 +201,10 @@ def _plan(corner: Sequence[int], shape: Sequence[int], dims: Sequence[int]) -> t
     return group, [d for d in _expansion_order(corner, shape, dims) if d not in group]
 
 
-def _trailing(x: torch.Tensor, group: list[int], ns: Sequence[int], cs: Sequence[int], inverse: bool) -> torch.Tensor:
-    """expand (inverse) the group's trailing dims from cs to ns coefficients, or contract ns to cs."""
+def _trailing(x: torch.Tensor, group: list[int], shape: Sequence[int], corner: Sequence[int],
+              inverse: bool) -> torch.Tensor:
+    """expand (inverse) the group's trailing dims from their `corner` sizes to `shape`, or contract back."""
+    ns, cs = [int(shape[d]) for d in group], [int(corner[d]) for d in group]
     k = _kron_inverse(tuple(ns), tuple(cs), x.device, x.dtype)
     lead = x.shape[:group[0]]
     y = x.reshape(*lead, -1) @ (k.T if inverse else k)
@@ -224,7 +226,7 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
     group, rest = _plan(corner.shape, shape, dims)
     x = corner
     if group:
-        x = _trailing(x, group, [int(shape[d]) for d in group], [corner.shape[d] for d in group], inverse=True)
+        x = _trailing(x, group, shape, corner.shape, inverse=True)
     for d in rest:
         x = expand(x, d, int(shape[d]))
     return x
@@ -259,7 +261,7 @@ class _MaskedCornerIDCT(torch.autograd.Function):
         for d in reversed(rest):
             g = contract(g, d, corner[d])
         if group:
-            g = _trailing(g, group, [shape[d] for d in group], [corner[d] for d in group], inverse=False)
+            g = _trailing(g, group, shape, corner, inverse=False)
         grad = g.new_zeros(shape)
         grad[idx] = g * mask
         return grad, None, None, None

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .. import figures
 from ..record import Record
-from .frames import is_pipeline_check, record_metric
+from .frames import is_not_compared, record_metric
 from .paper import PAPER
 
 
@@ -18,7 +18,7 @@ def figure_points(number: int, records: list[Record], smoke: bool = False) -> pd
     fp16 = {p.label: p.fp16 for p in PAPER[number].rows}
     pts = []
     for r in records:
-        if r.table != number or (is_pipeline_check(r.scale) and not smoke):
+        if r.table != number or (is_not_compared(r.scale) and not smoke):
             continue
         series = {"plain": "dense reference", "prune": "magnitude pruning (per layer)",
                   "converted": "authors' release, evaluated by frx"}.get(

@@ -35,12 +35,12 @@ OURS_COLUMNS = ["model", "n", "seeds", "metric_mean", "metric_std", "metric_diff
 DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
 
 
-def is_pipeline_check(scale) -> bool:
+def is_not_compared(scale) -> bool:
     """Whether a line at this scale is kept out of every comparison (smoke or a reduced scale)."""
     return scale not in RESULT_SCALES
 
 
-def not_compared(scale) -> str:
+def not_compared_label(scale) -> str:
     """What a line at a scale that is not compared shows in place of a difference."""
     return PIPELINE_CHECK if scale == "smoke" else REDUCED_SCALE
 
@@ -145,7 +145,7 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
         "origin": _uniq(r.metric_extra.get("origin") for r in recs if r.method == "converted"),
     }
     out["rate_ours_paper_convention"] = out["rate_fp16"] if fp16 else out["rate_fp32"]
-    if prow is not None and not any(is_pipeline_check(r.scale) for r in recs):
+    if prow is not None and not any(is_not_compared(r.scale) for r in recs):
         # an FID depends on its feature network: frx's is not the paper's, so no Δ against its values
         if not any(r.metric.get("name") == "fid" for r in recs):
             out["metric_diff"] = mean - prow.metric
@@ -266,7 +266,7 @@ def baselines_frame(number: int, records: list[Record]) -> pd.DataFrame | None:
                 "prune_metric_mean": p["metric_mean"] if p else math.nan,
                 "prune_metric_std": p["metric_std"] if p else math.nan,
             })
-            comparable = f and p and not is_pipeline_check(line["scale"])
+            comparable = f and p and not is_not_compared(line["scale"])
             line["fr_minus_prune"] = (f["metric_mean"] - p["metric_mean"]) if comparable else math.nan
             lines.append(line)
     return pd.DataFrame(lines)

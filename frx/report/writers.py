@@ -11,7 +11,7 @@ import pandas as pd
 from ..fr.codec import atomic_write_bytes
 from ..record import Record
 from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, REDUCED_SCALE, baselines_frame,
-                     is_pipeline_check, not_compared,
+                     is_not_compared, not_compared_label,
                      layer_frame, table_frame)
 from .paper import PAPER, PaperTable, notes_for
 
@@ -41,7 +41,7 @@ def _has(df: pd.DataFrame, col: str) -> bool:
 
 
 def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
-    """Formatted strings for Markdown / LaTeX; lines without a record say "not run", smoke lines show
+    """Formatted strings for Markdown / LaTeX; lines without a record say "not run", smoke and reduced-scale lines show
     their numbers but compare nothing with the paper. Columns that only some records can fill (int8
     pack, the lossless test images) appear when a record of the table carries them."""
     unit = f" ({paper.metric_unit})" if paper.metric_unit else ""
@@ -51,12 +51,12 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
     rows = []
     for _, r in df.iterrows():
         ok = r["status"] != NOT_RUN
-        smoke = ok and is_pipeline_check(r["scale"])
+        uncompared = ok and is_not_compared(r["scale"])
         in_paper = not (isinstance(r["rate_paper"], float) and math.isnan(r["rate_paper"]))
         pd_ = 1 if fid else 2
 
         def diff(col, digits):
-            return NOT_RUN if not ok else not_compared(r["scale"]) if smoke else _signed(r[col], digits)
+            return NOT_RUN if not ok else not_compared_label(r["scale"]) if uncompared else _signed(r[col], digits)
 
         row = {"Row": r["label"], "Scale": r["scale"] if ok else NOT_RUN, "Model": r["model"] if ok else NOT_RUN,
                "n": str(int(r["n"])) if ok else "0",
@@ -113,7 +113,7 @@ def table_notes(df: pd.DataFrame) -> list[str]:
     if (shown == "smoke").any():
         notes.append(f"'{PIPELINE_CHECK}': a smoke line (a few steps on a few samples) checks that the pipeline "
                      "runs; its numbers are shown but not compared with the paper or a baseline.")
-    if (shown.map(is_pipeline_check) & (shown != "smoke")).any():
+    if (shown.map(is_not_compared) & (shown != "smoke")).any():
         notes.append(f"'{REDUCED_SCALE}': a real run at a reduced scale named in the Scale column (its scale file "
                      "says what was cut, e.g. epochs); its numbers are shown but not compared with the paper or a "
                      "baseline.")
@@ -141,7 +141,7 @@ def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
             "Pruning kept weights (ours)": _num(r["prune_kept_weights"]) if pr_ok else pr_text,
             f"Pruning {m} (ours)": _metric(r["prune_metric_mean"], r["prune_metric_std"], d) if pr_ok else pr_text,
             "Pruning n": str(r["prune_n"]),
-            "FR − pruning": (not_compared(r["scale"]) if is_pipeline_check(r["scale"]) else _signed(r["fr_minus_prune"], d))
+            "FR − pruning": (not_compared_label(r["scale"]) if is_not_compared(r["scale"]) else _signed(r["fr_minus_prune"], d))
             if (fr_ok and pr_ok) else NA,
         })
         rows.append(row)
@@ -190,12 +190,12 @@ def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, captio
         for col in [c for c in cols if c in csv]:
             csv[col] = csv[col].astype(object)
             csv.loc[miss, col] = csv.loc[miss, status]
-    # smoke lines: no comparison with the paper or a baseline
-    smoke = csv["scale"].map(is_pipeline_check) & (csv.get("status", csv.get("fr_status")) != NOT_RUN)
+    # smoke and reduced-scale lines: no comparison with the paper or a baseline
+    uncompared = csv["scale"].map(is_not_compared) & (csv.get("status", csv.get("fr_status")) != NOT_RUN)
     for col in [c for c in DIFF_COLUMNS + ["fr_minus_prune"] if c in csv]:
         csv[col] = csv[col].astype(object)
-        fill = smoke & csv[col].map(lambda v: not isinstance(v, str))
-        csv.loc[fill, col] = csv.loc[fill, "scale"].map(not_compared)
+        fill = uncompared & csv[col].map(lambda v: not isinstance(v, str))
+        csv.loc[fill, col] = csv.loc[fill, "scale"].map(not_compared_label)
     atomic_write_bytes(stem.with_suffix(".csv"), csv.to_csv(index=False, na_rep=NA).encode())
     tex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{stem.name}")
     for char, macro in LATEX_CHARS.items():  # plain pdflatex, no unicode setup needed

@@ -288,18 +288,20 @@ def _two_extractors(dataset_cfg, splits, cache_dir, epochs: int, log) -> dict[st
     return out
 
 
-def _packed_file(rec_path: Path) -> Path:
-    from .. import record
-
-    return Path(record.read(rec_path).config["run"]["dir"]) / "model.float32.frx"
+def _packed_file(rec) -> Path:
+    """The float32 pack a finished run leaves in its run dir (with run.keep_all=true)."""
+    return Path(rec.config["run"]["dir"]) / "model.float32.frx"
 
 
 def check_runs(records: list[Path]) -> None:
     """FileNotFoundError naming the first run whose float32 pack (what `rescore` reads) is gone."""
+    from .. import record
+
     for rec_path in records:
-        if not _packed_file(rec_path).exists():
-            raise FileNotFoundError(f"{_packed_file(rec_path)} (the run directory of {rec_path}) is missing: a "
-                                    f"finished run keeps its float32 pack only with run.keep_all=true")
+        packed = _packed_file(record.read(rec_path))
+        if not packed.exists():
+            raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing: a finished run keeps "
+                                    f"its float32 pack only with run.keep_all=true")
 
 
 def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.Tensor,
@@ -319,7 +321,7 @@ def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.T
     for rec_path in records:
         rec = record.read(rec_path)
         stem = Path(rec_path).name[: -len(".json")]
-        packed = _packed_file(rec_path)
+        packed = _packed_file(rec)
         cfg = OmegaConf.create(rec.config)
         model = models.build_from_config(cfg.model)
         model.load_state_dict(frx.unpack(packed))
