@@ -43,7 +43,8 @@ class Interrupted(Exception):
 @contextlib.contextmanager
 def stop_on_sigint():
     """An Event that the first Ctrl-C sets (the loop then stops after the current step); a second
-    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread Ctrl-C keeps its usual effect."""
+    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread, or where Ctrl-C is ignored,
+    it keeps its usual effect."""
     stop = threading.Event()
 
     def handler(signum, frame):
@@ -52,10 +53,13 @@ def stop_on_sigint():
         stop.set()
         log.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)")
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        previous = None
+    previous = None
+    # a job a shell started in the background ignores Ctrl-C (SIG_IGN): leave it so
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            pass
     try:
         yield stop
     finally:

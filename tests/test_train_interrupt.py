@@ -14,7 +14,7 @@ import pytest
 
 from frx import checkpoint, csvlog
 from frx import loop as loop_mod
-from frx.loop import Interrupted
+from frx.loop import Interrupted, stop_on_sigint
 from frx.tasks.classification import Classification
 from frx.train import compose, run, run_stem
 
@@ -39,8 +39,28 @@ def ctrl_c_at_step(monkeypatch, at: int) -> None:
     monkeypatch.setattr(Classification, "train_step", step)
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as in an interactive shell, whatever the test process inherited (a background job ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ignored_ctrl_c_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_on_sigint() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("at", [8, 12], ids=["mid-epoch", "epoch-end"])
-def test_ctrl_c_saves_and_resumes_exactly(tmp_path, monkeypatch, at):
+def test_ctrl_c_saves_and_resumes_exactly(tmp_path, monkeypatch, ctrl_c_raises, at):
     with monkeypatch.context() as m:
         ctrl_c_at_step(m, at)
         with pytest.raises(Interrupted, match=r"checkpoint saved to"):
@@ -111,7 +131,8 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch, caplog):
 def test_sigint_to_the_cli_exits_130_with_the_resume_command(tmp_path):
     args = [*SHORT, "trainer.epochs=50", "trainer.max_steps_per_epoch=20"]
     proc = subprocess.Popen([sys.executable, "-m", "frx.train", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     deadline = time.time() + 240
     while not list(tmp_path.glob("outputs/*/checkpoint.pt")):  # training is under way
         assert proc.poll() is None and time.time() < deadline
