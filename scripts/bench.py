@@ -96,12 +96,17 @@ def _spread(ratios):
 def compare(title, plain, frs, budgets, steps, rounds):
     """Interleaved rounds: per budget, plain then each FR variant; prints ratios to plain."""
     times = {(b, name): [] for b in budgets for name in ["plain", *frs]}
+    routes = {}  # budget -> (factored layers, layers) of the first FR variant, as its last step chose
     for _ in range(rounds):
         for b, beta in budgets.items():
             times[(b, "plain")].append(plain.time(steps))
             for name, (runner, handle) in frs.items():
                 handle.set_beta(beta)
                 times[(b, name)].append(runner.time(steps))
+                if name == next(iter(frs)):
+                    chosen = [m.forward._choice[1] for m in runner.model.modules()
+                              if isinstance(m.__dict__.get("forward"), FactoredForward) and m.forward._choice]
+                    routes[b] = (sum(chosen), len(chosen))
     print(title)
     rows = {}
     for b in budgets:
@@ -112,9 +117,7 @@ def compare(title, plain, frs, budgets, steps, rounds):
             ratios = [t / p for t, p in zip(times[(b, name)], base)]
             rows[(b, name)] = ratios
             line += f" | {name} {_spread(ratios)}"
-        factored = [m.forward._choice[1] for m in frs[next(iter(frs))][0].model.modules()
-                    if isinstance(m.__dict__.get("forward"), FactoredForward) and m.forward._choice]
-        print(line + f" | factored layers {sum(factored)}/{len(factored)}")
+        print(line + " | factored layers {}/{}".format(*routes[b]))
     return rows
 
 

@@ -13,6 +13,7 @@ from torch import nn
 import frx
 from frx.fr import (CorruptFile, TailDropout, boundary, corner_bound, corner_shape, dctn, find_linear_views,
                     full_mask, idctn, idctn_corner, kept_order, ratio_to_k)
+from frx.fr.parametrize import FrequencyWeight
 
 
 class TinyLeNet(nn.Module):
@@ -193,6 +194,20 @@ def test_gradients_reach_kept_and_never_dropped():
         m = full_mask(p.view, int(p.k))
         assert (g[~m] == 0).all(), name
         assert (g[m] != 0).float().mean() > 0.9, name
+
+
+@pytest.mark.parametrize("shape, dims", [((6, 5, 3, 3), None), ((6, 5, 3, 3), (0, 1)), ((7, 9), None), ((4, 300), None)])
+@pytest.mark.parametrize("dropped", [False, True])
+def test_weight_and_its_hand_written_gradient_are_exact(shape, dims, dropped):
+    # the same weight as the full inverse DCT of the masked tensor, and gradcheck's numerical gradient
+    p = FrequencyWeight(shape, "conv" if len(shape) == 4 else "linear", dims=dims)
+    if dropped:
+        p.set_k(p.t_numel // 3)
+    t = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    m = full_mask(p.t_shape, int(p.k)).reshape([p.view[d] if d in p.dims else 1 for d in range(len(shape))])
+    torch.testing.assert_close(p(t), idctn(t.detach() * m, dims=p.dims))
+    assert p(t).is_contiguous()
+    assert torch.autograd.gradcheck(p, (t,))
 
 
 def test_dims_subset_keeps_whole_slices():
@@ -394,7 +409,7 @@ def test_factored_layers_on_the_fft_path_under_bfloat16_autocast():
         out = model(x)
     assert all(m.forward._choice[1] for m in (model[0], model[2]))  # both layers took the factored route
     dct = frx.fr.dct
-    assert dct.use_fft(2048, model[0].parametrizations.weight[0].corner()[1], dct.CHANNEL_FFT_FACTOR)
+    assert dct.use_fft(2048, model[0].parametrizations.weight[0].corner()[1], last=False)
     assert dct.use_fft(2048 * 4, model[2].parametrizations.weight[0].corner()[1])
     out.float().sum().backward()
     assert model[2].parametrizations.weight.original.grad.abs().sum() > 0

@@ -17,21 +17,25 @@ from frx.fr.parametrize import FactoredForward
 
 # ---------------------------------------------------------------- FFT transforms
 
-@pytest.mark.parametrize("n", [256, 257, 300, 1023, 1024])
-def test_fft_transform_matches_scipy_along_long_dims(n):
-    assert use_fft(n, n)  # these sizes take the FFT path
+@pytest.mark.parametrize("n, shape, dim", [(256, (3, 2, 256), 2), (257, (3, 2, 257), 2), (300, (3, 2, 300), 2),
+                                           (1023, (3, 1023), 1), (1024, (3, 1024, 1), 1), (1500, (3, 1500, 2), 1)])
+def test_fft_transform_matches_scipy_along_long_dims(n, shape, dim):
+    last = math.prod(shape[dim + 1:]) == 1
+    assert use_fft(n, n, last)  # these sizes take the FFT path (a middle dim only from ~1,210 on)
     rng = np.random.default_rng(n)
-    x = rng.standard_normal((3, n, 2))
+    x = rng.standard_normal(shape)
     t = torch.from_numpy(x)
-    np.testing.assert_allclose(dctn(t, [1]).numpy(), sfft.dctn(x, axes=[1], norm="ortho"), atol=1e-12)
-    np.testing.assert_allclose(idctn(t, [1]).numpy(), sfft.idctn(x, axes=[1], norm="ortho"), atol=1e-12)
+    np.testing.assert_allclose(dctn(t, [dim]).numpy(), sfft.dctn(x, axes=[dim], norm="ortho"), atol=1e-12)
+    np.testing.assert_allclose(idctn(t, [dim]).numpy(), sfft.idctn(x, axes=[dim], norm="ortho"), atol=1e-12)
     for c in (n // 2, n // 2 + 1, n - n // 2 + 1, n - 1):  # both halves of the spectrum
-        if not use_fft(n, c):
+        if not use_fft(n, c, last):
             continue
         padded = np.zeros_like(x)
-        padded[:, :c] = x[:, :c]
-        np.testing.assert_allclose(expand(t[:, :c], 1, n).numpy(), sfft.idct(padded, axis=1, norm="ortho"), atol=1e-12)
-        np.testing.assert_allclose(contract(t, 1, c).numpy(), sfft.dct(x, axis=1, norm="ortho")[:, :c], atol=1e-12)
+        padded.swapaxes(dim, -1)[..., :c] = x.swapaxes(dim, -1)[..., :c]
+        np.testing.assert_allclose(expand(t.narrow(dim, 0, c), dim, n).numpy(), sfft.idct(padded, axis=dim, norm="ortho"),
+                                   atol=1e-12)
+        np.testing.assert_allclose(contract(t, dim, c).numpy(), sfft.dct(x, axis=dim, norm="ortho").swapaxes(dim, -1)[..., :c]
+                                   .swapaxes(dim, -1), atol=1e-12)
 
 
 def test_fft_and_matrix_paths_agree_in_float32():

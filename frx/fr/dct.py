@@ -24,10 +24,10 @@ import torch
 # near c = 250-380, and the FFT is 4-10x faster at c = n = 4,096.
 FFT_FACTOR = 28.0
 FFT_MIN = 256
-# Channel transforms of (N, C, H, W) maps (`transform_channels`) pay two transposes on the FFT path
-# and none as a 1x1 convolution: measured (one CPU thread, batch 32-128, 2x2 to 8x8 maps) the
-# matrix form is faster up to about 1,024 channels (3x at 256, 1.4x at 512), the FFT 6x at 2,048.
-CHANNEL_FFT_FACTOR = 110.0
+# Along a dim with more elements after it (a conv weight's channels, a map's channels) the FFT path
+# pays two transposed copies and the matrix none: measured (one CPU thread) the matrix is faster up
+# to about 1,024: 3x for (N, 256, 8, 8) maps, as fast for a (512, 512, 9) weight, 1.8x for (1,024, 1,024, 9).
+STRIDED_FFT_FACTOR = 110.0
 
 
 @lru_cache(maxsize=256)
@@ -54,9 +54,14 @@ def _inverse_columns(n: int, c: int, device: torch.device, dtype: torch.dtype) -
     return _cos_rows(n, c, device, dtype).T.contiguous()
 
 
-def use_fft(n: int, c: int, factor: float = FFT_FACTOR) -> bool:
-    """Whether a dim of size n with c coefficients is cheaper by FFT than by the cosine matrix."""
-    return n >= FFT_MIN and c > factor * math.log2(n)
+def use_fft(n: int, c: int, last: bool = True) -> bool:
+    """Whether a dim of size n with c coefficients is cheaper by FFT than by the cosine matrix
+    (last: nothing follows the dim in memory)."""
+    return n >= FFT_MIN and c > (FFT_FACTOR if last else STRIDED_FFT_FACTOR) * math.log2(n)
+
+
+def _last(x: torch.Tensor, dim: int) -> bool:
+    return math.prod(x.shape[dim + 1:]) == 1
 
 
 @lru_cache(maxsize=256)
@@ -126,7 +131,7 @@ def _matmul_dim(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:
 def expand(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
     """Orthonormal DCT-III along `dim` to length n of the first x.shape[dim] coefficients (the rest zero)."""
     c = x.shape[dim]
-    if use_fft(n, c):
+    if use_fft(n, c, _last(x, dim)):
         return _along_last(_idct_last, x, dim, n)
     return _matmul_dim(x, dim, _inverse_columns(n, c, x.device, x.dtype))
 
@@ -134,7 +139,7 @@ def expand(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
 def contract(x: torch.Tensor, dim: int, c: int) -> torch.Tensor:
     """The first c orthonormal DCT-II coefficients along `dim`: the adjoint of `expand`."""
     n = x.shape[dim]
-    if use_fft(n, c):
+    if use_fft(n, c, _last(x, dim)):
         return _along_last(_dct_last, x, dim, c)
     return _matmul_dim(x, dim, _cos_rows(n, c, x.device, x.dtype))
 
@@ -143,7 +148,7 @@ def transform_channels(x: torch.Tensor, size: int, inverse: bool) -> torch.Tenso
     """`contract` over the channels (dim 1) of an (N, C, H, W) map to `size` coefficients, or
     `expand` to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
     n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
-    if use_fft(n, c, CHANNEL_FFT_FACTOR):
+    if use_fft(n, c, _last(x, 1)):
         return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
     mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
     return torch.nn.functional.conv2d(x, mat[:, :, None, None])
@@ -229,7 +234,7 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
         x = _trailing(x, group, shape, corner.shape, inverse=True)
     for d in rest:
         x = expand(x, d, int(shape[d]))
-    return x
+    return x.contiguous()  # a middle dim's product leaves a strided view: the layer would copy it at each use
 
 
 def _expansion_order(corner, shape, dims) -> list[int]:
@@ -241,37 +246,43 @@ class _MaskedCornerIDCT(torch.autograd.Function):
 
     The backward is the adjoint: the truncated forward DCT of the incoming
     gradient, masked, placed in the corner of a zero tensor. One autograd node
-    instead of a dozen keeps the per-step overhead of FR small.
+    instead of a dozen keeps the per-step overhead of FR small. No mask: nothing
+    is dropped, the corner is the whole tensor.
     """
 
     @staticmethod
     def forward(ctx, t, mask, corner, dims):
         idx = tuple(slice(0, c) for c in corner)
         ctx.save_for_backward(mask)
-        ctx.meta = (t.shape, corner, dims, idx)
-        return idctn_corner(t[idx] * mask, t.shape, dims)
+        ctx.meta = (t.shape, corner, dims, idx, t.dtype)
+        return idctn_corner(t if mask is None else t[idx] * mask, t.shape, dims)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
-        shape, corner, dims, idx = ctx.meta
-        g = g.to(mask.dtype)
+        shape, corner, dims, idx, dtype = ctx.meta
+        g = g.to(dtype)
         group, rest = _plan(corner, shape, dims)
         for d in reversed(rest):
             g = contract(g, d, corner[d])
         if group:
             g = _trailing(g, group, shape, corner, inverse=False)
+        if mask is None:
+            return g, None, None, None
         grad = g.new_zeros(shape)
         grad[idx] = g * mask
         return grad, None, None, None
 
 
-def masked_idctn(t: torch.Tensor, mask: torch.Tensor, dims: Sequence[int] | None = None) -> torch.Tensor:
-    """IDCT over `dims` of t with every coefficient outside the corner `mask.shape` (and where mask is 0) dropped.
+def masked_idctn(t: torch.Tensor, mask: torch.Tensor | None, dims: Sequence[int] | None = None) -> torch.Tensor:
+    """IDCT over `dims` of t with every coefficient outside the corner `mask.shape` (and where mask is 0) dropped;
+    `idctn(t, dims)` when mask is None.
 
     `mask` spans the corner along transformed dims and has size 1 along the others.
     """
     dims = _norm_dims(dims, t.ndim)
+    if mask is None:
+        return _MaskedCornerIDCT.apply(t, None, tuple(t.shape), tuple(dims))
     corner = tuple(mask.shape[d] if d in dims else t.shape[d] for d in range(t.ndim))
     return _MaskedCornerIDCT.apply(t, mask, corner, tuple(dims))

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from .dct import CHANNEL_FFT_FACTOR, FFT_FACTOR, FFT_MIN, contract, dctn, expand, idctn, idctn_corner, masked_idctn, transform_channels
+from .dct import FFT_FACTOR, STRIDED_FFT_FACTOR, contract, dctn, expand, idctn_corner, masked_idctn, transform_channels, use_fft
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -112,10 +112,8 @@ class FrequencyWeight(nn.Module):
         tv = t.reshape(self.view)
         # W is reconstructed at T's precision; under mixed precision the layer casts it itself
         with torch.autocast(t.device.type, enabled=False):
-            if self._k == self.t_numel:
-                w = idctn(tv, self.dims)
-            else:
-                w = masked_idctn(tv, self._geometry(t.device, t.dtype)[1], self.dims)
+            mask = None if self._k == self.t_numel else self._geometry(t.device, t.dtype)[1]
+            w = masked_idctn(tv, mask, self.dims)
         w = w.reshape(self.shape)
         self._cached = (key, w) if not torch.is_grad_enabled() else None
         return w
@@ -139,25 +137,27 @@ class FrequencyWeight(nn.Module):
         rebuild, size = 0.0, list(corner)
         for d in sorted(self.dims, key=lambda d: self.view[d] / corner[d]):
             size[d] = self.view[d]
-            rebuild += math.prod(size) * _per_element(self.view[d], corner[d])
+            rebuild += math.prod(size) * _per_element(self.view[d], corner[d], math.prod(self.view[d + 1:]) == 1)
         if self.kind == "linear":  # rows of x: (rows, in...) -> (rows, a) -> (rows, out)
             rows_in = rows_out = math.prod(in_shape[:-1])
             inner, taps, per_row = 0.0, 1, math.prod(self.view[1:])
             for d in self.dims:
                 if d >= 1:
-                    inner += per_row * _per_element(self.view[d], corner[d])
+                    inner += per_row * _per_element(self.view[d], corner[d], math.prod(self.view[d + 1:]) == 1)
                     per_row = per_row // self.view[d] * corner[d]
             inner *= rows_in
             b = math.prod(corner[1:])
+            out_last = True
         else:  # a 1x1 projection per input pixel, the small convolution, a 1x1 expansion per output pixel
             rows_in = in_shape[0] * math.prod(in_shape[2:])
             rows_out = out_shape[0] * math.prod(out_shape[2:])
             taps, b = math.prod(self.view[2:]), corner[1]
-            inner = rows_in * self.view[1] * _per_element(self.view[1], b, CHANNEL_FFT_FACTOR) if 1 in self.dims else 0.0
+            in_last = math.prod(in_shape[2:]) == 1
+            inner = rows_in * self.view[1] * _per_element(self.view[1], b, in_last) if 1 in self.dims else 0.0
+            out_last = math.prod(out_shape[2:]) == 1
         factored = inner + rows_out * corner[0] * b * taps
         if 0 in self.dims:
-            factor = FFT_FACTOR if self.kind == "linear" else CHANNEL_FFT_FACTOR
-            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0], factor)
+            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0], out_last)
         return 3 * factored, 2 * rebuild + 3 * rows_out * math.prod(self.view)
 
     def linear(self, x: torch.Tensor, t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -194,10 +194,10 @@ class FrequencyWeight(nn.Module):
         return f"shape={self.shape}{view}, dims={self.dims}, kept={self.kept}"
 
 
-def _per_element(n: int, c: int, factor: float = FFT_FACTOR) -> float:
+def _per_element(n: int, c: int, last: bool) -> float:
     """Multiply-adds per output element of a one-dim transform between n samples and c coefficients
-    (factor: the FFT's cost per element and log2(n), `dct.FFT_FACTOR` or `dct.CHANNEL_FFT_FACTOR`)."""
-    return min(c, factor * math.log2(n)) if n >= FFT_MIN else c
+    (last: nothing follows the dim in memory, see `dct.use_fft`); the FFT counts as c = log2(n) x its factor."""
+    return (FFT_FACTOR if last else STRIDED_FFT_FACTOR) * math.log2(n) if use_fft(n, c, last) else c
 
 
 class FactoredForward:
