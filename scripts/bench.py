@@ -96,14 +96,14 @@ def _spread(ratios):
 def compare(title, plain, frs, budgets, steps, rounds):
     """Interleaved rounds: per budget, plain then each FR variant; prints ratios to plain."""
     times = {(b, name): [] for b in budgets for name in ["plain", *frs]}
-    routes = {}  # budget -> (factored layers, layers) of the first FR variant, as its last step chose
+    routes, first = {}, next(iter(frs))  # budget -> (factored layers, layers) of the first FR variant's last step
     for _ in range(rounds):
         for b, beta in budgets.items():
             times[(b, "plain")].append(plain.time(steps))
             for name, (runner, handle) in frs.items():
                 handle.set_beta(beta)
                 times[(b, name)].append(runner.time(steps))
-                if name == next(iter(frs)):
+                if name == first:
                     chosen = [m.forward._choice[1] for m in runner.model.modules()
                               if isinstance(m.__dict__.get("forward"), FactoredForward) and m.forward._choice]
                     routes[b] = (sum(chosen), len(chosen))

@@ -54,14 +54,20 @@ def _inverse_columns(n: int, c: int, device: torch.device, dtype: torch.dtype) -
     return _cos_rows(n, c, device, dtype).T.contiguous()
 
 
+def is_last_dim(shape: Sequence[int], dim: int) -> bool:
+    """Whether nothing follows `dim` in memory (every later dim has size 1)."""
+    return math.prod(shape[dim + 1:]) == 1
+
+
+def fft_cost(n: int, last: bool) -> float:
+    """The FFT's cost per element along a dim of size n, counted in the cosine matrix's multiply-adds."""
+    return (FFT_FACTOR if last else STRIDED_FFT_FACTOR) * math.log2(n)
+
+
 def use_fft(n: int, c: int, last: bool = True) -> bool:
     """Whether a dim of size n with c coefficients is cheaper by FFT than by the cosine matrix
-    (last: nothing follows the dim in memory)."""
-    return n >= FFT_MIN and c > (FFT_FACTOR if last else STRIDED_FFT_FACTOR) * math.log2(n)
-
-
-def _last(x: torch.Tensor, dim: int) -> bool:
-    return math.prod(x.shape[dim + 1:]) == 1
+    (last: `is_last_dim`)."""
+    return n >= FFT_MIN and c > fft_cost(n, last)
 
 
 @lru_cache(maxsize=256)
@@ -131,7 +137,7 @@ def _matmul_dim(x: torch.Tensor, dim: int, mat: torch.Tensor) -> torch.Tensor:
 def expand(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
     """Orthonormal DCT-III along `dim` to length n of the first x.shape[dim] coefficients (the rest zero)."""
     c = x.shape[dim]
-    if use_fft(n, c, _last(x, dim)):
+    if use_fft(n, c, is_last_dim(x.shape, dim)):
         return _along_last(_idct_last, x, dim, n)
     return _matmul_dim(x, dim, _inverse_columns(n, c, x.device, x.dtype))
 
@@ -139,7 +145,7 @@ def expand(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
 def contract(x: torch.Tensor, dim: int, c: int) -> torch.Tensor:
     """The first c orthonormal DCT-II coefficients along `dim`: the adjoint of `expand`."""
     n = x.shape[dim]
-    if use_fft(n, c, _last(x, dim)):
+    if use_fft(n, c, is_last_dim(x.shape, dim)):
         return _along_last(_dct_last, x, dim, c)
     return _matmul_dim(x, dim, _cos_rows(n, c, x.device, x.dtype))
 
@@ -148,7 +154,7 @@ def transform_channels(x: torch.Tensor, size: int, inverse: bool) -> torch.Tenso
     """`contract` over the channels (dim 1) of an (N, C, H, W) map to `size` coefficients, or
     `expand` to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
     n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
-    if use_fft(n, c, _last(x, 1)):
+    if use_fft(n, c, is_last_dim(x.shape, 1)):
         return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
     mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
     return torch.nn.functional.conv2d(x, mat[:, :, None, None])
@@ -283,6 +289,7 @@ def masked_idctn(t: torch.Tensor, mask: torch.Tensor | None, dims: Sequence[int]
     """
     dims = _norm_dims(dims, t.ndim)
     if mask is None:
-        return _MaskedCornerIDCT.apply(t, None, tuple(t.shape), tuple(dims))
-    corner = tuple(mask.shape[d] if d in dims else t.shape[d] for d in range(t.ndim))
+        corner = tuple(t.shape)
+    else:
+        corner = tuple(mask.shape[d] if d in dims else t.shape[d] for d in range(t.ndim))
     return _MaskedCornerIDCT.apply(t, mask, corner, tuple(dims))

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from .dct import FFT_FACTOR, STRIDED_FFT_FACTOR, contract, dctn, expand, idctn_corner, masked_idctn, transform_channels, use_fft
+from .dct import contract, dctn, expand, fft_cost, idctn_corner, is_last_dim, masked_idctn, transform_channels, use_fft
 from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
 from .schedule import TailDropout
 
@@ -137,13 +137,13 @@ class FrequencyWeight(nn.Module):
         rebuild, size = 0.0, list(corner)
         for d in sorted(self.dims, key=lambda d: self.view[d] / corner[d]):
             size[d] = self.view[d]
-            rebuild += math.prod(size) * _per_element(self.view[d], corner[d], math.prod(self.view[d + 1:]) == 1)
+            rebuild += math.prod(size) * _per_element(self.view[d], corner[d], is_last_dim(self.view, d))
         if self.kind == "linear":  # rows of x: (rows, in...) -> (rows, a) -> (rows, out)
             rows_in = rows_out = math.prod(in_shape[:-1])
             inner, taps, per_row = 0.0, 1, math.prod(self.view[1:])
             for d in self.dims:
                 if d >= 1:
-                    inner += per_row * _per_element(self.view[d], corner[d], math.prod(self.view[d + 1:]) == 1)
+                    inner += per_row * _per_element(self.view[d], corner[d], is_last_dim(self.view, d))
                     per_row = per_row // self.view[d] * corner[d]
             inner *= rows_in
             b = math.prod(corner[1:])
@@ -152,9 +152,9 @@ class FrequencyWeight(nn.Module):
             rows_in = in_shape[0] * math.prod(in_shape[2:])
             rows_out = out_shape[0] * math.prod(out_shape[2:])
             taps, b = math.prod(self.view[2:]), corner[1]
-            in_last = math.prod(in_shape[2:]) == 1
-            inner = rows_in * self.view[1] * _per_element(self.view[1], b, in_last) if 1 in self.dims else 0.0
-            out_last = math.prod(out_shape[2:]) == 1
+            inner = (rows_in * self.view[1] * _per_element(self.view[1], b, is_last_dim(in_shape, 1))
+                     if 1 in self.dims else 0.0)
+            out_last = is_last_dim(out_shape, 1)
         factored = inner + rows_out * corner[0] * b * taps
         if 0 in self.dims:
             factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0], out_last)
@@ -196,8 +196,8 @@ class FrequencyWeight(nn.Module):
 
 def _per_element(n: int, c: int, last: bool) -> float:
     """Multiply-adds per output element of a one-dim transform between n samples and c coefficients
-    (last: nothing follows the dim in memory, see `dct.use_fft`); the FFT counts as c = log2(n) x its factor."""
-    return (FFT_FACTOR if last else STRIDED_FFT_FACTOR) * math.log2(n) if use_fft(n, c, last) else c
+    (last: `dct.is_last_dim`), by whichever path `dct.use_fft` takes."""
+    return fft_cost(n, last) if use_fft(n, c, last) else c
 
 
 class FactoredForward:
