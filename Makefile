@@ -6,7 +6,7 @@ SEEDS     ?= 0
 OVERRIDES ?=
 STAMP  := $(VENV)/.frx-installed
 
-.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 clean-venv wheels wheels-table4 gpu-table2 gpu-table4
+.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 cpu-table2 cpu-table2-status clean-venv wheels wheels-table4 gpu-table2 gpu-table4
 
 # pip prints what it downloads and installs: torch alone is several hundred MB on first use
 $(STAMP): pyproject.toml
@@ -51,8 +51,26 @@ report: $(STAMP)
 # Run a table's experiments whose records are missing or stale (SCALE=smoke|full, SEEDS="0 1 2",
 # OVERRIDES="trainer.device=cuda"), then regenerate the tables (also after a failed run; exit status kept).
 # These are the only targets that write run records into results/runs.
-table1 table2 table3 table4: $(STAMP)
+table1 table3 table4: $(STAMP)
 	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+
+table2: $(STAMP)
+	$(PY) $(if $(filter cpu,$(SCALE)),$(CPU_TABLE2),scripts/run_missing.py --table 2 --scale $(SCALE) --seeds $(SEEDS)) \
+		-- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+
+# Table 2 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC): the missing rows in
+# value order, in the background, continuing from their checkpoints after any stop. Run folders, logs, the
+# decoded data and copies of finished records live in FRX_WORK (outside the checkout); records land in
+# results/runs/table2. `make cpu-table2-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
+FRX_WORK    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/frx
+CPU_JOBS    ?= 1
+CPU_TABLE2   = scripts/run_missing.py --table 2 --scale cpu --seeds $(SEEDS) --jobs $(CPU_JOBS) --work-dir $(FRX_WORK) \
+	--data-root $(FRX_WORK)/data --import-from $(or $(FRX_SHARED_DATA),../shared/data)/cifar10/cifar10-jpeg.npz
+cpu-table2: $(STAMP)
+	$(PY) $(CPU_TABLE2) --detach -- $(OVERRIDES)
+
+cpu-table2-status: $(STAMP)
+	$(PY) $(CPU_TABLE2) --status -- $(OVERRIDES)
 
 tables: $(STAMP)
 	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s

@@ -93,7 +93,7 @@ class TrainerConf:
     grad_clip: Optional[float] = None  # max global grad norm, None = off
     eval_every: int = 1  # validate every n epochs (0 = only after the last epoch)
     device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, mps
-    amp: bool = False  # autocast on a CUDA device (ignored on cpu)
+    amp: bool = False  # autocast: on CUDA in amp_dtype; on the CPU with bfloat16 only (float16 stays float32 there)
     amp_dtype: str = "float16"  # float16 (with a GradScaler) | bfloat16 (no scaler needed)
     channels_last: bool = False  # NHWC model and inputs (faster convolutions on a GPU)
     label_smoothing: float = 0.0  # classification cross-entropy label smoothing
@@ -104,6 +104,8 @@ class TrainerConf:
     threads: Optional[int] = None  # torch.set_num_threads; None = torch's default
     resume: bool = False  # continue from <run.dir>/checkpoint.pt
     checkpoint: bool = True  # save a checkpoint after every epoch
+    # also save one mid-epoch once this many seconds passed since the last (long epochs); None = epoch ends only
+    checkpoint_every_s: Optional[float] = None
     progress: bool = True  # tqdm bar per epoch
 
 
@@ -249,6 +251,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(isinstance(out.seed, int) and not isinstance(out.seed, bool) and -2**63 <= out.seed < 2**63,
            f"seed must be a 64-bit integer, got {out.seed!r}")
     _check(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {tr.grad_clip}")
+    _check(tr.checkpoint_every_s is None or tr.checkpoint_every_s > 0,
+           f"trainer.checkpoint_every_s must be > 0 or null, got {tr.checkpoint_every_s}")
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     opt = tr.optimizer
     _check(opt.weight_decay >= 0, f"trainer.optimizer.weight_decay must be >= 0, got {opt.weight_decay}")

@@ -42,29 +42,32 @@ class Interrupted(Exception):
 
 @contextlib.contextmanager
 def stop_on_sigint():
-    """An Event that the first Ctrl-C sets (the loop then stops after the current step); a second
-    Ctrl-C raises KeyboardInterrupt at once. Outside the main thread, or where Ctrl-C is ignored,
-    it keeps its usual effect."""
+    """An Event that the first Ctrl-C or SIGTERM (what a cluster scheduler sends before it preempts a
+    job) sets: the loop then stops after the current step and saves a checkpoint. A second signal raises
+    KeyboardInterrupt at once. Outside the main thread, or for a signal that is ignored (Ctrl-C in a job
+    a shell started in the background), the usual effect stays."""
     stop = threading.Event()
 
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        log.warning("Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)")
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: saving a checkpoint after this step (a second one stops at once)", what)
 
-    previous = None
-    # a job a shell started in the background ignores Ctrl-C (SIG_IGN): leave it so
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             pass
     try:
         yield stop
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 def _duration(seconds: float) -> str:
@@ -144,6 +147,7 @@ class Loop:
         # an epoch stopped by Ctrl-C: steps done, their losses and time, the data-order state at its start
         self.partial: Optional[dict] = None
         self.session_start, self.session_steps, self.last_line = time.time(), 0, time.time()
+        self.last_save = time.time()  # trainer.checkpoint_every_s counts from here
 
     def kept(self) -> int:
         if self.handle is not None:
@@ -194,7 +198,12 @@ class Loop:
         where = f", step {self.partial['step']} of epoch {self.epoch + 1}" if self.partial else ""
         log.info("resuming %s after epoch %d%s from %s", self.stem, self.epoch, where, path)
 
+    def mid_epoch_save_due(self) -> bool:
+        every = self.tr.checkpoint_every_s
+        return bool(self.tr.checkpoint and every) and time.time() - self.last_save >= every
+
     def save(self, elapsed: float) -> None:
+        self.last_save = time.time()
         ckpt.save(self.ckpt_path, {
             "stem": self.stem, "config": resolved_config(self.cfg), "epoch": self.epoch, "epochs": self.log,
             "model": self.model.state_dict(),
@@ -207,7 +216,7 @@ class Loop:
     # -- training -----------------------------------------------------------------------------
     def fit(self) -> None:
         """Train the remaining epochs, a checkpoint after each; Ctrl-C saves one and raises Interrupted."""
-        self.session_start, self.session_steps = time.time(), 0
+        self.session_start, self.session_steps, self.last_save = time.time(), 0, time.time()
         with stop_on_sigint() as stop:
             while self.epoch < self.tr.epochs:
                 entry = self.train_epoch(stop)
@@ -250,10 +259,12 @@ class Loop:
                    disable=None if self.tr.progress else True)  # None: only on a terminal
         batches = iter(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True, generator=self.gen))
         if done:
-            rng = ckpt.rng_state()  # skipping must not draw from the random state saved at the interrupt
+            # skipping must not draw from the random states saved at the interrupt (the augmentation's too)
+            rng, task_state = ckpt.rng_state(), self.task.state_dict()
             for _ in range(done):
                 next(batches)
             ckpt.set_rng_state(rng)
+            self.task.load_state_dict(task_state)
         kept = self.kept()
         for i, batch in enumerate(batches, start=done):
             if i >= self.steps:
@@ -277,11 +288,17 @@ class Loop:
             bar.update()
             if self.tr.progress and bar.disable and time.time() - self.last_line >= PROGRESS_EVERY_S:
                 self.progress_line(epoch, i + 1, losses, kept)
-            if stop is not None and stop.is_set() and i + 1 < self.steps:
-                bar.close()
-                spent = (part or {}).get("time_s", 0.0) + time.time() - t0
-                self.partial = {"step": i + 1, "losses": [float(v) for v in losses], "time_s": spent, "gen": gen_at_start}
-                return None
+            if i + 1 < self.steps:
+                where = {"step": i + 1, "losses": [float(v) for v in losses], "gen": gen_at_start,
+                         "time_s": (part or {}).get("time_s", 0.0) + time.time() - t0}
+                if stop is not None and stop.is_set():
+                    bar.close()
+                    self.partial = where
+                    return None
+                if self.mid_epoch_save_due():
+                    self.partial = where
+                    self.save(self.elapsed_before + time.time() - self.session_start)
+                    self.partial = None
         bar.close()
         losses = [float(v) for v in losses]
         bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]

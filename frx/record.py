@@ -162,7 +162,20 @@ def versions() -> dict:
         frx_version = version("frx")
     except PackageNotFoundError:  # not installed as a distribution (source tree on sys.path)
         frx_version = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "frx": frx_version}
+    # what ran it as well: wall times compare only on the same processor and thread count
+    return {"python": platform.python_version(), "torch": torch.__version__, "frx": frx_version,
+            "cpu": cpu_model(), "threads": torch.get_num_threads()}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def now_utc() -> str:

@@ -90,6 +90,9 @@ def run(cfg: DictConfig) -> Record:
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     splits = load_data(cfg, device)
     task = tasks.build(task_name(cfg), cfg, splits, device, data.batches)
+    if cfg.trainer.amp and not task.amp:
+        log.info("trainer.amp: %s autocast is for CUDA; on the %s this run computes in float32 "
+                 "(trainer.amp_dtype=bfloat16 autocasts on the CPU)", cfg.trainer.amp_dtype, device.type)
     model = models.build_from_config(cfg.model)
     try:
         handle = attach_fr(cfg, model, task)

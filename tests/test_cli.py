@@ -96,6 +96,7 @@ def test_own_runs_and_paper_records_go_to_different_places(capsys):
 
     spec = importlib.util.spec_from_file_location("run_missing", REPO / "scripts" / "run_missing.py")
     rm = importlib.util.module_from_spec(spec)
+    sys.modules["run_missing"] = rm  # its dataclasses look their module up there
     spec.loader.exec_module(rm)
     assert rm.main(["--table", "1", "--scale", "full", "--dry-run"]) == 0  # what `make table1 SCALE=full` does
     lines = [line for line in capsys.readouterr().out.splitlines() if " seed 0: " in line]

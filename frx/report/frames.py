@@ -20,7 +20,7 @@ PERCENT_METRICS = {"top1", "dice"}
 # evaluate a released model. Any other scale is not comparable with the paper: smoke only checks the
 # pipeline, a reduced scale (e.g. one CPU epoch of a longer recipe) is a real but shorter run. Their
 # numbers are shown, never compared with the paper or a baseline.
-RESULT_SCALES = ("full", "gpu", "release")
+RESULT_SCALES = ("full", "gpu", "cpu", "release")
 PIPELINE_CHECK = "pipeline check"
 REDUCED_SCALE = "reduced scale"
 SCALE_ORDER = {s: i for i, s in enumerate(RESULT_SCALES + ("smoke",))}  # lines of one row: results first
