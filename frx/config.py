@@ -62,6 +62,8 @@ class FRConf:
     dims: Optional[List[int]] = None  # transformed dims of each tensor (None = all)
     # flat: (out, in) as the paper | auto: (out, C, H, W) for a linear reading a flattened map
     linear_view: str = "flat"
+    # beyond the paper: when coefficients are dropped, scale the kept ones so each weight keeps its norm
+    keep_norm: bool = False
 
 
 @dataclass

@@ -19,7 +19,10 @@ v2 (0.1 %), with the paper's floors (128 per conv tensor, 256 per linear tensor)
 Then: the time of `regularize()` on AlexNet, of the zigzag mask of AlexNet's fc1,
 and the packed size of a LeNet-5 at the v2 floors. On a CUDA device the run starts with
 the `gpu` section: the models at batch 512 (--gpu-batch) under bfloat16 autocast with
-channels_last, the settings of the GPU training run (`scale=gpu`).
+channels_last, the settings of the GPU training run (`scale=gpu`). The `cpu` section (asked for by
+name: `--sections cpu --threads 2`) times plain and FR at each budget under float32 and bfloat16
+autocast, each with NCHW and NHWC (channels_last) activations, at the recipe's batch of 512 (--cpu-batch):
+what `scale=cpu` chose.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from frx.fr.parametrize import FactoredForward
 from frx.models import build
 
 BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}
-SECTIONS = ["gpu", "lenet5", "models", "linear", "setup", "mask", "pack"]
+SECTIONS = ["gpu", "cpu", "lenet5", "models", "linear", "setup", "mask", "pack"]
 INPUTS = {"lenet5": (1, 28), "resnet18": (3, 32), "vgg16": (3, 32), "alexnet": (3, 64)}
 
 
@@ -149,6 +152,54 @@ def bench_model(name, batch, device, steps, rounds, budgets, variants, fast=Fals
             f"{rounds} interleaved rounds: FR / plain, median [min-max]", plain, frs, budgets, steps, rounds)
 
 
+# the CPU's precision and memory-layout settings: (autocast dtype or None, memory format)
+CPU_SETTINGS = {"float32": (None, torch.contiguous_format), "float32 NHWC": (None, torch.channels_last),
+                "bfloat16": (torch.bfloat16, torch.contiguous_format),
+                "bfloat16 NHWC": (torch.bfloat16, torch.channels_last)}
+
+
+def bench_cpu(name, batch, rounds, budgets):
+    """Plain and FR at each budget under each CPU setting, one step each in interleaved rounds; ratios to
+    plain float32 (NCHW) of the same round."""
+    c, size = INPUTS[name]
+    x0 = torch.randn(batch, c, size, size)
+    y = torch.randint(0, 10, (batch,))
+    plain, fr = {}, {}
+    for setting, (amp, layout) in CPU_SETTINGS.items():
+        x = x0.contiguous(memory_format=layout)
+        torch.manual_seed(0)
+        plain[setting] = Runner(build(name).to(memory_format=layout), x, y, amp)
+        model, handle = _fr_variants(lambda: build(name).to(memory_format=layout), "cpu", ["FR"])["FR"]
+        fr[setting] = (Runner(model, x, y, amp), handle)
+    cells = [(s, "plain") for s in CPU_SETTINGS] + [(s, b) for s in CPU_SETTINGS for b in budgets]
+
+    def step(setting, what):
+        if what == "plain":
+            plain[setting].step()
+            return
+        runner, handle = fr[setting]
+        handle.set_beta(budgets[what])
+        runner.step()
+
+    for cell in cells:  # warm-up: allocations, cached matrices, masks, the layers' route
+        step(*cell)
+    times = {cell: [] for cell in cells}
+    for _ in range(rounds):
+        for cell in cells:
+            t0 = time.perf_counter()
+            step(*cell)
+            times[cell].append(time.perf_counter() - t0)
+    base = times[("float32", "plain")]
+    print(f"{name}, batch {batch}, cpu, {torch.get_num_threads()} threads, {rounds} interleaved rounds of one step: "
+          f"ms per step (median), ratio to plain float32 of the same round: median [min-max]")
+    for setting in CPU_SETTINGS:
+        line = f"  {setting:<14}"
+        for what in ["plain", *budgets]:
+            t = times[(setting, what)]
+            line += f" | {what} {statistics.median(t) * 1e3:6.0f} ms {_spread([a / b for a, b in zip(t, base)])}"
+        print(line)
+
+
 def bench_linear(n, batch, device, steps, rounds, budgets, variants):
     x = torch.randn(batch, n, device=device)
     y = torch.randn(batch, n, device=device)
@@ -240,22 +291,29 @@ def main():
                     help="default: all (gpu only on a CUDA device); gpu = the models at --gpu-batch, bfloat16 "
                          "autocast, channels_last, FR only (the GPU run's settings)")
     ap.add_argument("--gpu-batch", type=int, default=512, help="batch of the gpu section")
+    ap.add_argument("--cpu-batch", type=int, default=512,
+                    help="batch of the cpu section (the models in float32 / bfloat16 x NCHW / NHWC, plain and FR)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     if args.quick:
         args.steps, args.rounds, args.batches, args.linear = 10, 3, [32], [512, 2048, 8192]
-    if min([args.steps, args.model_steps, args.rounds, args.gpu_batch, *args.batches, *args.linear]) < 1:
-        ap.error("--steps, --model-steps, --rounds, --gpu-batch, --batches and --linear must be >= 1")
+    if min([args.steps, args.model_steps, args.rounds, args.gpu_batch, args.cpu_batch, *args.batches, *args.linear]) < 1:
+        ap.error("--steps, --model-steps, --rounds, --gpu-batch, --cpu-batch, --batches and --linear must be >= 1")
+    if "cpu" in (args.sections or []) and args.device != "cpu":
+        ap.error("the cpu section runs on the CPU: add --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.sections is None:
-        args.sections = [s for s in SECTIONS if s != "gpu" or device.type == "cuda"]
+        # gpu only on a CUDA device; cpu (tens of minutes) only when asked for
+        args.sections = [s for s in SECTIONS if (s != "gpu" or device.type == "cuda") and s != "cpu"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     for name in args.models if "gpu" in args.sections else []:  # first: the GPU run keeps the bench short
         bench_model(name, args.gpu_batch, device, args.model_steps, args.rounds, BUDGETS, ["FR"], fast=True)
+    for name in args.models if "cpu" in args.sections else []:
+        bench_cpu(name, args.cpu_batch, args.rounds, BUDGETS)
     if "lenet5" in args.sections:
         bench_lenet5(device, max(args.steps, 10), args.rounds)  # ~0.2 s steps: fewer would time noise
     for batch in args.batches if "models" in args.sections else []:

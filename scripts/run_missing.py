@@ -1,7 +1,7 @@
 """Run the experiments of paper tables whose records are missing or stale; continue stopped ones.
 
     python scripts/run_missing.py --table 1 [2 3 4] [--scale smoke|full|cpu|gpu] [--seeds 0 1 2]
-                                  [--jobs N] [--threads N] [--work-dir DIR] [--data-root DIR]
+                                  [--rows NAME ...] [--jobs N] [--threads N] [--work-dir DIR] [--data-root DIR]
                                   [--import-from PATH] [--detach | --status | --dry-run]
                                   [--check-code] [-- extra=override ...]
 
@@ -173,6 +173,8 @@ def plan(args) -> list[Row]:
     rows, trained = [], {}
     for table in args.table:
         names = experiments(table, Path(CONF_DIR))
+        if args.rows:
+            names = [n for n in names if n.split("/", 1)[1] in args.rows]
         if not names:
             print(f"table{table}: no experiment configs under {CONF_DIR}/experiment/table{table}")
         for name in names:
@@ -322,12 +324,17 @@ def ensure_data(args) -> None:
         module.import_files(src, root)
 
 
+def quoted(path: Path) -> str:
+    """A path as a Hydra override value (quoted, with quotes and backslashes escaped)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def command(args, row: Row) -> list[str]:
     ov = list(row.overrides)
     folder = run_dir(args, row)
-    ov.append(f"run.dir={folder}")
+    ov.append(f"run.dir={quoted(folder)}")  # a stem may hold '=' and ',' (the overrides' tag)
     if args.data_root:
-        ov.append(f"dataset.root={args.data_root}")
+        ov.append(f"dataset.root={quoted(args.data_root)}")
     if args.threads:
         ov.append(f"trainer.threads={args.threads}")
     if row.status == "stale":
@@ -408,6 +415,8 @@ def parse(argv: list[str] | None):
     ap.add_argument("--table", type=int, nargs="+", required=True, choices=[1, 2, 3, 4])
     ap.add_argument("--scale", default="smoke")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--rows", nargs="+", default=None,
+                    help="only these experiments of the table(s), e.g. resnet18_ref resnet18_v1 (default: all)")
     ap.add_argument("--records-dir", default=PAPER_RECORDS,
                     help=f"where the records go, relative to the repository (default {PAPER_RECORDS})")
     ap.add_argument("--work-dir", type=Path, default=None,
@@ -432,6 +441,11 @@ def parse(argv: list[str] | None):
         ap.error("--jobs and --threads must be >= 1")
     if sum((args.dry_run, args.status, args.detach)) > 1:
         ap.error("--dry-run, --status and --detach go one at a time")
+    known = {p.stem for t in args.table for p in (Path(CONF_DIR) / "experiment" / f"table{t}").glob("*.yaml")}
+    unknown = sorted(set(args.rows or []) - known)
+    if unknown:
+        ap.error(f"unknown rows: {', '.join(unknown)} (the experiments of Table {', '.join(map(str, args.table))}: "
+                 f"{', '.join(sorted(known))})")
     if args.import_from and not args.data_root:
         ap.error("--import-from needs --data-root (where the data is imported to)")
     if args.import_from and not Path(args.import_from).expanduser().exists():

@@ -151,6 +151,31 @@ def test_schedule_advances_only_in_training_mode():
 
 # ---------------------------------------------------------------- parametrization
 
+def test_keep_norm_keeps_each_weights_norm_while_coefficients_drop():
+    def weight_norms(model):
+        return [m.weight.norm().item() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+    kept_norm, zeroed = copy.deepcopy(plain), copy.deepcopy(plain)
+    start = weight_norms(plain)
+    handles = [frx.regularize(m, epsilon=0.01, gamma=0.5, min_kept={"conv": 4, "linear": 8}, keep_norm=keep)
+               for m, keep in ((kept_norm, True), (zeroed, False))]
+    for h in handles:
+        for _ in range(6):
+            h.step()
+    assert handles[0].kept() == handles[1].kept() < handles[0].dense() // 10
+    np.testing.assert_allclose(weight_norms(kept_norm), start, rtol=1e-5)
+    assert all(z < 0.5 * s for z, s in zip(weight_norms(zeroed), start))  # the paper's drop loses most energy
+    # the same kept coefficients, only scaled: each weight is a multiple (> 1) of the zeroed run's
+    layers = [(a.weight.detach(), b.weight.detach()) for a, b in zip(kept_norm.modules(), zeroed.modules())
+              if isinstance(a, (nn.Conv2d, nn.Linear))]
+    for a, b in layers:
+        scale = (a.norm() / b.norm()).item()
+        assert scale > 1
+        torch.testing.assert_close(a, b * scale, rtol=1e-4, atol=1e-6)
+
+
 def test_nothing_dropped_is_lossless_and_keeps_class_and_keys():
     model = make_model()
     ref = make_model()

@@ -91,3 +91,28 @@ def test_resume_after_crash(tmp_path, monkeypatch, extra):
     assert [e["lr"] for e in resumed.epochs] == [e["lr"] for e in straight.epochs]
     if "prune=magnitude" in extra:
         assert resumed.method == "prune" and resumed.counts["kept_weights"] == 776
+
+
+@pytest.mark.parametrize("extra", [["+dataset.augment={crop_padding: 2, flip: true}", "fr.keep_norm=true"],
+                                   ["trainer.amp=true", "trainer.amp_dtype=bfloat16", "trainer.channels_last=true"]],
+                         ids=["augment-keep-norm", "bfloat16-nhwc"])
+def test_resume_from_mid_epoch_checkpoint(tmp_path, monkeypatch, extra):
+    """trainer.checkpoint_every_s saves inside an epoch; a crash right after such a save (step 3 of epoch 2),
+    then trainer.resume=true, ends exactly as a straight run: the skipped batches draw no random numbers
+    (the augmentation's included)."""
+    real_save = checkpoint.save
+    every = ["trainer.checkpoint_every_s=1e-9"]  # after every step
+
+    def save_then_crash(path, state):
+        real_save(path, state)
+        if state["epoch"] == 1 and (state["partial"] or {}).get("step") == 3:
+            raise InjectedCrash
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save", save_then_crash)
+        with pytest.raises(InjectedCrash):
+            run(compose(overrides(tmp_path, "crashed", *extra, *every, args=SHORT)))
+    resumed = run(compose(overrides(tmp_path, "crashed", *extra, *every, "trainer.resume=true", args=SHORT)))
+    straight = run(compose(overrides(tmp_path, "straight", *extra, args=SHORT)))
+    assert resumed.metric == straight.metric and resumed.tensors == straight.tensors
+    assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in straight.epochs]

@@ -311,10 +311,11 @@ def find_linear_views(model: nn.Module, sample_input: torch.Tensor | None) -> di
 class FR:
     """Handle on a regularized model: the tail-dropout schedule and its tensors."""
 
-    def __init__(self, model: nn.Module, schedule: TailDropout, min_kept: Mapping[str, int]):
+    def __init__(self, model: nn.Module, schedule: TailDropout, min_kept: Mapping[str, int], keep_norm: bool = False):
         self.model = model
         self.schedule = schedule
         self.min_kept = dict(min_kept)
+        self.keep_norm = bool(keep_norm)
         self.tensors = list(fr_tensors(model))
         if not self.tensors:
             raise ValueError("no weight was regularized: check include/exclude")
@@ -330,10 +331,22 @@ class FR:
                 raise RuntimeError(f"{name} is no longer regularized (the model was exported): "
                                    f"this FR handle has nothing left to schedule")
 
-    def _apply_beta(self) -> None:
-        for _, _, p in self.tensors:
+    def _apply_beta(self, keep_norm: bool = False) -> None:
+        """Set each tensor's k from beta. keep_norm: scale the coefficients a tensor keeps so that its
+        weight's norm is what it was before this drop (the IDCT is orthonormal: ||W|| = ||T * M||)."""
+        for _, module, p in self.tensors:
             floor = math.ceil(self.min_kept.get(p.kind, 1) / p.slices)
-            p.set_k(ratio_to_k(p.t_numel, self.schedule.beta, floor))
+            k = ratio_to_k(p.t_numel, self.schedule.beta, floor)
+            if not (keep_norm and k < p._k):
+                p.set_k(k)
+                continue
+            with torch.no_grad():
+                t = module.parametrizations.weight.original
+                before = p._masked_corner(t).norm()
+                p.set_k(k)
+                after = p._masked_corner(t).norm()
+                if after > 0:
+                    t.mul_(before / after)
 
     def set_beta(self, beta: float) -> None:
         """Jump the schedule to the kept ratio `beta` (benchmarks, experiments at a fixed budget)."""
@@ -345,7 +358,7 @@ class FR:
         self._check_attached()
         if self.schedule.unit == unit and self.model.training:
             self.schedule.advance()
-            self._apply_beta()
+            self._apply_beta(self.keep_norm)
 
     def step(self) -> None:
         """Call after each optimizer step; advances the schedule when unit="step" (training mode only)."""
@@ -417,7 +430,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
                dims: Sequence[int] | None = None, linear_view: str = "flat",
                views: Mapping[str, Sequence[int]] | None = None,
                sample_input: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               factored: bool = True) -> FR:
+               factored: bool = True, keep_norm: bool = False) -> FR:
     """Turn the chosen weights of `model` into frequency-domain parameters, in place.
 
     include/exclude: module-name globs ("features.*") or layer type names ("Linear");
@@ -429,6 +442,10 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
     factored: let Linear and Conv2d layers train without building W where that is cheaper
     (same results to float32 rounding; see `FactoredForward`).
+    keep_norm: when the schedule drops coefficients, scale the ones a tensor keeps so that its weight
+    keeps its norm (beyond the paper, which only zeroes them: at 0.1 % kept a weight would otherwise keep
+    ~0.1 % of its energy, vanishing the signal of a network without normalization layers and
+    multiplying the effective step size of one with them).
     Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
@@ -472,7 +489,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
             with torch.no_grad():
                 original = module.parametrizations.weight.original
                 original.copy_(torch.randn(original.shape, generator=generator) * 0.1)
-    return FR(model, schedule, min_kept)
+    return FR(model, schedule, min_kept, keep_norm)
 
 
 def export(model: nn.Module) -> nn.Module:

@@ -1,0 +1,89 @@
+"""scripts/run_missing.py as `make cpu-table2` uses it: rows run from a work dir outside the checkout,
+a runner stopped by SIGTERM leaves checkpoints that the next start continues, finished records are kept
+there too and put back into a checkout that lacks them, and --status says where each row is."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tiny_cifar import write_tiny_set
+
+REPO = Path(__file__).resolve().parent.parent
+SHRINK = ["trainer.batch_size=4", "dataset.limit_train=8", "dataset.limit_val=8", "trainer.eval_batch_size=8"]
+
+
+def runner(tmp, *args, overrides=(), rows=("resnet18_ref",)):
+    cmd = [sys.executable, str(REPO / "scripts" / "run_missing.py"), "--table", "2", "--scale", "smoke",
+           "--rows", *rows, "--work-dir", str(tmp / "work"), "--data-root", str(tmp / "work" / "data"),
+           "--import-from", str(tmp / "src" / "cifar10-jpeg.npz"), "--records-dir", str(tmp / "records"),
+           "--threads", "1", *args, "--", *SHRINK, *overrides]
+    return cmd
+
+
+def test_runner_runs_keeps_and_restores_records(tmp_path):
+    write_tiny_set(tmp_path / "src")
+    p = subprocess.run(runner(tmp_path, overrides=["trainer.epochs=1"]), cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    [record] = (tmp_path / "records" / "table2").glob("resnet18_ref__*.json")
+    assert (tmp_path / "work" / "records" / "table2" / record.name).exists()  # the copy outside the checkout
+    assert (tmp_path / "work" / "logs" / "table2" / f"{record.stem}.log").exists()
+    assert not (REPO / "outputs" / "table2" / record.stem).exists()  # the run folder is in the work dir
+    status = subprocess.run(runner(tmp_path, "--status", overrides=["trainer.epochs=1"]), capture_output=True,
+                            text=True, timeout=120).stdout
+    assert re.search(r"^done +table2/resnet18_ref seed 0: top1 ", status, re.M), status
+    record.unlink()  # a new checkout: the record is put back from the work dir
+    status = subprocess.run(runner(tmp_path, "--status", overrides=["trainer.epochs=1"]), capture_output=True,
+                            text=True, timeout=120).stdout
+    assert "restored" in status and record.exists() and re.search(r"^done ", status, re.M)
+
+
+def test_runner_stopped_by_sigterm_continues_from_checkpoint(tmp_path):
+    write_tiny_set(tmp_path / "src")
+    long = ["trainer.epochs=12"]
+    started = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True,
+                             timeout=120)
+    assert started.returncode == 0 and "runner started in the background" in started.stdout, started.stderr
+    pid = int(re.search(r"pid (\d+)", started.stdout)[1])
+    again = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "already running" in again.stderr  # one runner per table and work dir
+    runs = tmp_path / "work" / "runs" / "table2"
+    deadline = time.time() + 240
+    while not list(runs.glob("*/checkpoint.pt")):  # the first epoch's checkpoint
+        assert time.time() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    status = subprocess.run(runner(tmp_path, "--status", overrides=long), capture_output=True, text=True,
+                            timeout=120).stdout
+    assert re.search(r"^running +table2/resnet18_ref seed 0", status, re.M), status
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 120
+    while _alive(pid):
+        assert time.time() < deadline, "the runner did not stop"
+        time.sleep(0.1)
+    status = subprocess.run(runner(tmp_path, "--status", overrides=long), capture_output=True, text=True,
+                            timeout=120).stdout
+    assert re.search(r"^stopped +table2/resnet18_ref seed 0", status, re.M), status
+    assert not (tmp_path / "records" / "table2").exists()
+    p = subprocess.run(runner(tmp_path, overrides=long), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    [log] = (tmp_path / "work" / "logs" / "table2").glob("resnet18_ref__*.log")
+    text = log.read_text()
+    assert "SIGTERM: saving a checkpoint" in text and "resuming table2/resnet18_ref" in text
+    [record] = (tmp_path / "records" / "table2").glob("resnet18_ref__*.json")
+    assert record.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
