@@ -443,9 +443,11 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     factored: let Linear and Conv2d layers train without building W where that is cheaper
     (same results to float32 rounding; see `FactoredForward`).
     keep_norm: when the schedule drops coefficients, scale the ones a tensor keeps so that its weight
-    keeps its norm (beyond the paper, which only zeroes them: at 0.1 % kept a weight would otherwise keep
-    ~0.1 % of its energy, vanishing the signal of a network without normalization layers and
-    multiplying the effective step size of one with them).
+    keeps its norm (beyond the paper, which only zeroes them, so that at 0.1 % kept a random weight keeps
+    ~0.1 % of its energy). Behind a normalization layer the scale does not change the function, only
+    the effective step size, which tiny weights multiply. Without one it overshoots: a weight made of
+    a few low frequencies passes far more of its norm to its output than a random one (AlexNet at its
+    floors: activations grow ~1,000x per layer where the paper's drop makes them vanish).
     Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
