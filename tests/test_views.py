@@ -48,3 +48,13 @@ def test_auto_view_on_lenet5_transform_mask_and_pack(tmp_path):
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(plain(x), model(x))
+
+
+def test_auto_view_of_a_first_linear_layer_reading_the_flattened_input():
+    """LeNet-300's fc1 reads the 28x28 image flattened: its auto view is (300, 1, 28, 28); the others read
+    vectors and stay flat."""
+    from frx.models import build
+
+    views = frx.fr.find_linear_views(build("lenet300"), torch.zeros(2, 1, 28, 28))
+    assert views == {"fc1.weight": (300, 1, 28, 28)}
+    assert frx.fr.find_linear_views(build("lenet300"), torch.zeros(2, 784)) == {}  # a flat input is no map

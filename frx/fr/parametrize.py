@@ -291,13 +291,15 @@ def find_linear_views(model: nn.Module, sample_input: torch.Tensor | None) -> di
     Declared views (`model.fr_views = {"fc1.weight": (500, 50, 4, 4)}`) win; the rest
     are found by one forward pass on `sample_input`: a linear layer whose input size
     equals the per-sample size of the last multi-dimensional tensor computed since the
-    previous linear layer reads that map flattened.
+    previous linear layer (or of the input, before any) reads that map flattened.
     """
     views = {k: tuple(v) for k, v in getattr(model, "fr_views", {}).items()}
     if sample_input is None:
         return views
     names = {id(m.weight): (_weight_name(n), m) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     watch = _WatchLinearInputs(names)
+    if sample_input.ndim >= 3:  # the input is a map too: a first linear layer may read it flattened (an MLP)
+        watch.last_map = tuple(sample_input.shape[1:])
     was_training = model.training
     try:
         model.eval()
