@@ -38,7 +38,7 @@ from torch.nn.utils import parametrize
 import frx
 from frx.fr import full_mask, idctn
 from frx.fr.mask import corner_mask, l1_counts
-from frx.fr.parametrize import FactoredForward
+from frx.fr.factors import FactoredForward
 from frx.models import build
 
 BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}

@@ -151,13 +151,14 @@ def contract(x: torch.Tensor, dim: int, c: int) -> torch.Tensor:
 
 
 def transform_channels(x: torch.Tensor, size: int, inverse: bool) -> torch.Tensor:
-    """`contract` over the channels (dim 1) of an (N, C, H, W) map to `size` coefficients, or
+    """`contract` over the channels (dim 1) of an (N, C, ...) map to `size` coefficients, or
     `expand` to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
     n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
     if use_fft(n, c, is_last_dim(x.shape, 1)):
         return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
     mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
-    return torch.nn.functional.conv2d(x, mat[:, :, None, None])
+    conv = {3: torch.nn.functional.conv1d, 4: torch.nn.functional.conv2d, 5: torch.nn.functional.conv3d}[x.ndim]
+    return conv(x, mat[(..., *[None] * (x.ndim - 2))])
 
 
 def _norm_dims(dims: Sequence[int] | None, ndim: int) -> list[int]:
