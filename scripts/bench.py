@@ -25,7 +25,6 @@ channels_last, the settings of the GPU training run (`scale=gpu`).
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import tempfile
 import time
@@ -37,8 +36,8 @@ from torch.nn.utils import parametrize
 
 import frx
 from frx.fr import full_mask, idctn
-from frx.fr.mask import corner_mask, l1_counts
 from frx.fr.factors import FactoredForward
+from frx.fr.mask import corner_mask, l1_counts
 from frx.models import build
 
 BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}
@@ -221,7 +220,8 @@ def bench_pack():
     fr_bytes = sum(e["bytes"] for e in entries if e["kind"] == "fr")
     plain_bytes = sum(e["bytes"] for e in entries if e["kind"] == "plain")
     print("Packed LeNet-5 at the v2 floors, float16:")
-    print(f"  kept coefficients {fr.kept():,}: {fr_bytes:,} bytes = {fr_bytes / fr.kept():.2f} bytes per kept coefficient")
+    print(f"  kept coefficients {fr.kept():,}: {fr_bytes:,} bytes = "
+          f"{fr_bytes / fr.kept():.2f} bytes per kept coefficient")
     print(f"  biases {plain_bytes:,} bytes; whole file {total:,} bytes "
           f"({total / fr.kept():.2f} bytes per kept coefficient, all included)")
 

@@ -14,7 +14,6 @@ from frx.fr import dctn, full_mask, idctn, idctn_corner
 from frx.fr.dct import _cos_rows, _inverse_columns, contract, expand, use_fft
 from frx.fr.factors import FactoredForward, Factors
 
-
 # ---------------------------------------------------------------- FFT transforms
 
 @pytest.mark.parametrize("n, shape, dim", [(256, (3, 2, 256), 2), (257, (3, 2, 257), 2), (300, (3, 2, 300), 2),
@@ -32,9 +31,11 @@ def test_fft_transform_matches_scipy_along_long_dims(n, shape, dim):
             continue
         padded = np.zeros_like(x)
         padded.swapaxes(dim, -1)[..., :c] = x.swapaxes(dim, -1)[..., :c]
-        np.testing.assert_allclose(expand(t.narrow(dim, 0, c), dim, n).numpy(), sfft.idct(padded, axis=dim, norm="ortho"),
+        np.testing.assert_allclose(expand(t.narrow(dim, 0, c), dim, n).numpy(),
+                                   sfft.idct(padded, axis=dim, norm="ortho"),
                                    atol=1e-12)
-        np.testing.assert_allclose(contract(t, dim, c).numpy(), sfft.dct(x, axis=dim, norm="ortho").swapaxes(dim, -1)[..., :c]
+        np.testing.assert_allclose(contract(t, dim, c).numpy(),
+                                   sfft.dct(x, axis=dim, norm="ortho").swapaxes(dim, -1)[..., :c]
                                    .swapaxes(dim, -1), atol=1e-12)
 
 
@@ -184,7 +185,7 @@ def test_k_host_copy_follows_the_buffer_through_state_dict():
     # forward reads a host copy of k (no device sync); loading a state dict must refresh it
     torch.manual_seed(0)
     a, b = nn.Linear(16, 8), nn.Linear(16, 8)
-    fa, fb = frx.regularize(a), frx.regularize(b)
+    frx.regularize(a), frx.regularize(b)
     pa = a.parametrizations.weight[0]
     pa.set_k(10)
     b.load_state_dict(a.state_dict())

@@ -1,8 +1,8 @@
 """Frequency regularization: the method alone, independent of models and training."""
 
 from .codec import CorruptFile, pack, unpack, unpack_meta
-from .deploy import FactoredConv, FactoredLinear, count_macs, deploy
 from .dct import dct_matrix, dctn, idctn, idctn_corner
+from .deploy import FactoredConv, FactoredLinear, count_macs, deploy
 from .factors import Factors
 from .kept import get_k, set_k
 from .layers import find_linear_views, kind_of, matches

@@ -80,7 +80,8 @@ def _fft_tables(n: int, device: torch.device, dtype: torch.dtype):
     angle = -math.pi * k / (2 * n)
     cplx = torch.complex128 if dtype == torch.float64 else torch.complex64
     fwd = torch.polar(scale, angle).to(device=device, dtype=cplx)  # X_k = Re(V_k * fwd_k)
-    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)  # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)
     return order.to(device), fwd, inv, (1 / scale).to(device=device, dtype=dtype)
 
 
@@ -234,7 +235,8 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
     dims = _norm_dims(dims, corner.ndim)
     for d in range(corner.ndim):
         if d not in dims and corner.shape[d] != shape[d]:
-            raise ValueError(f"dim {d} is not transformed, so the corner must span it ({corner.shape[d]} != {shape[d]})")
+            raise ValueError(f"dim {d} is not transformed, so the corner must span it "
+                             f"({corner.shape[d]} != {shape[d]})")
     group, rest = _plan(corner.shape, shape, dims)
     x = corner
     if group:

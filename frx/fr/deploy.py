@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
