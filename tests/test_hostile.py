@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import frx
+import frx.checks
 import frx.config
 import frx.train
 from frx import checkpoint
@@ -99,14 +100,14 @@ def test_bad_path_fails_before_any_work(tmp_path):
     ("records", r"run.records_dir=.*: only 0.0 MiB free on its disk, the record needs about 1.1 MiB"),
 ])
 def test_full_disk_fails_before_training(tmp_path, monkeypatch, full, message):
-    real = frx.config.shutil.disk_usage
+    real = frx.checks.shutil.disk_usage
     (tmp_path / full).mkdir()
 
     def usage(path):
         du = real(path)
         return du._replace(free=1000) if Path(path) == tmp_path / full else du
 
-    monkeypatch.setattr(frx.config.shutil, "disk_usage", usage)
+    monkeypatch.setattr(frx.checks.shutil, "disk_usage", usage)
     with pytest.raises(UserError, match=message):
         run(compose(tmp_overrides(tmp_path, *SMOKE)))
     assert nothing_written(tmp_path) and not (tmp_path / "run" / checkpoint.FILENAME).exists()

@@ -340,13 +340,10 @@ def describe(root) -> dict[str, str]:
 
 def notes(root, result: dict) -> list[str]:
     """What `frx-data import cifar10` adds after the count of files: JPEG copies, a subset."""
-    out = []
-    if jpeg_info(root):
-        out.append(f"note: {jpeg_info(root)['note']}; lossless first test images: "
-                   f"{result.get('lossless_test', 0) or 'none (no lossless file beside it; see --lossless-test)'}")
-    if subset_info(root):
-        out.append(f"note: this is a SUBSET of CIFAR-10 ({subset_info(root)['note']})")
-    return out
+    jpeg, sub = jpeg_info(root), subset_info(root)
+    lossless = result.get("lossless_test", 0) or "none (no lossless file beside it; see --lossless-test)"
+    return ([f"note: {jpeg['note']}; lossless first test images: {lossless}"] if jpeg else []) \
+        + ([f"note: this is a SUBSET of CIFAR-10 ({sub['note']})"] if sub else [])
 
 
 register(DataSpec("cifar10", load, describe, import_files, where=batch_dir, notes=notes))
