@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .fr.codec import atomic_write
+from .files import atomic_write
 
 FILENAME = "checkpoint.pt"
 

@@ -1,15 +1,13 @@
 """The config schema: each default once (the dataclasses, registered in Hydra's ConfigStore as the
-`fr/default`, `trainer/default`, `prune/none`, `scale/full` and `run/default` options), and the
-validation of every frx-owned key before any work, with the method's own lists of choices."""
+`fr/default`, `trainer/default`, `prune/none`, `scale/full` and `run/default` options), the
+validation of every frx-owned key before any work, with the method's own lists of choices, and
+`compose`. The checks of the machine a run starts on (folders, free space) are in `frx.checks`."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import shutil
-import sys
 import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,14 +15,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from hydra import compose as hydra_compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -34,10 +27,10 @@ from .fr.mask import KINDS
 from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
 from .fr.schedule import UNITS
 from .naming import NOT_COMPUTING, under
+from .optim import OPTIMIZERS, SCHEDULERS
 from .prune import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-SCHEDULERS = ("cosine", "linear", "none")  # trainer.scheduler.name (frx.loop.make_scheduler)
 AMP_DTYPES = ("float16", "bfloat16")  # trainer.amp_dtype
 
 
@@ -57,7 +50,8 @@ class FRConf:
     min_kept: Dict[str, int] = field(default_factory=lambda: dict(MIN_KEPT))  # per-tensor floor on kept coefficients
     # dct: T = DCT(W_init), lossless at beta=1 | normal: T ~ N(0, 0.1) as the authors did
     init: str = "dct"
-    include: Optional[List[str]] = None  # module-name globs or layer type names to regularize (None = every Conv/Linear)
+    # module-name globs or layer type names to regularize (None = every Conv/Linear)
+    include: Optional[List[str]] = None
     exclude: Optional[List[str]] = None
     dims: Optional[List[int]] = None  # transformed dims of each tensor (None = all)
     # flat: (out, in) as the paper | auto: (out, C, H, W) for a linear reading a flattened map
@@ -68,7 +62,7 @@ class FRConf:
 
 @dataclass
 class OptimizerConf:
-    name: str = "adam"  # adam | adamw | sgd
+    name: str = "adam"  # frx.optim.OPTIMIZERS
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
@@ -78,7 +72,8 @@ class OptimizerConf:
 
 @dataclass
 class SchedulerConf:
-    # cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay to min_lr) | none
+    # frx.optim.SCHEDULERS: cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay
+    # to min_lr) | none
     name: str = "cosine"
     min_lr: float = 0.0
     warmup: float = 0.0  # linear only: fraction of the steps spent rising linearly to the peak lr
@@ -222,8 +217,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise UserError(str(e)) from None
     for name, v in (("fr.epsilon", fr.epsilon), ("fr.gamma", fr.gamma), ("prune.epsilon", pr.epsilon)):
         _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
-    choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS), "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
-               "trainer.optimizer.name": (tr.optimizer.name, ("adam", "adamw", "sgd")),
+    choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS),
+               "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
+               "trainer.optimizer.name": (tr.optimizer.name, OPTIMIZERS),
                "trainer.scheduler.name": (tr.scheduler.name, SCHEDULERS),
                "trainer.amp_dtype": (tr.amp_dtype, AMP_DTYPES),
                "prune.schedule": (pr.schedule, SCHEDULES), "task": (task_name(out), tuple(tasks.names()))}
@@ -297,63 +293,6 @@ def _validate_dataset(d: DictConfig) -> None:
     except RuntimeError:  # mean/std of another length than the channels
         raise UserError(f"dataset.mean and dataset.std need one value per input channel ({channels}), "
                         f"got {d.get('mean')} and {d.get('std')}") from None
-
-
-# file systems that hold no user files
-_NOT_FOR_FILES = ("/proc", "/sys", "/dev")
-
-
-def check_paths(cfg: DictConfig) -> None:
-    """Each folder a run writes (run.dir, run.records_dir) can be made and written: not under a regular
-    file, not in /proc, /sys or /dev, writable. Creates nothing."""
-    for key in ("run.dir", "run.records_dir"):
-        path = Path(str(OmegaConf.select(cfg, key))).expanduser().absolute()
-        _check(not any(str(path) == p or str(path).startswith(p + "/") for p in _NOT_FOR_FILES),
-               f"{key}={path} is in {path.parts[0]}{path.parts[1]}: pick a folder for files")
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        _check(existing.is_dir(), f"{key}={path} is under {existing}, which is a file, not a folder")
-        _check(os.access(existing, os.W_OK | os.X_OK), f"{key}={path}: {existing} is not writable")
-
-
-def check_free_space(folder: Path, need: int, key: str = "run.dir", what: str = "a checkpoint of this model") -> None:
-    """Refuse to start when `folder` (or its nearest existing parent) has less than `need` bytes free."""
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
-    _check(free >= need, f"{key}={folder}: only {free / 2**20:.1f} MiB free on its disk, {what} "
-                         f"needs about {need / 2**20:.1f} MiB")
-
-
-def _refuse(what: str, e: Exception) -> None:
-    print(f"frx-train: error: {what}{str(e).splitlines()[0]}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-class ValidateFirst(Callback):
-    """Hydra callback (hydra.callbacks in config.yaml): checks the config and its folders before Hydra makes
-    the run folder, and every point of a sweep (-m) before it launches any job, so that one bad point stops
-    the sweep before anything trains."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            check_paths(validate(config))
-        except UserError as e:
-            _refuse("", e)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        overrides = list(config.hydra.overrides.task)
-        points = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
-        loader = GlobalHydra.instance().config_loader()
-        for point in points:
-            swept = [o for o in point if sum(o in p for p in points) < len(points)] or point
-            try:
-                cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
-                check_paths(validate(cfg))
-            except (UserError, OmegaConfBaseException, HydraException) as e:
-                _refuse(f"sweep point {' '.join(swept)}: ", e)
 
 
 def resolved_config(cfg: DictConfig) -> dict:

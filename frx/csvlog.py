@@ -10,7 +10,7 @@ import csv
 import io
 from pathlib import Path
 
-from .fr.codec import atomic_write_bytes
+from .files import atomic_write_bytes
 
 FILENAME = "metrics.csv"
 FIRST = ["kind", "epoch", "step"]

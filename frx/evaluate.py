@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 
 from . import models
+from .files import atomic_write_bytes
 from .fr import CorruptFile, unpack, unpack_meta
-from .fr.codec import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff")
 EPS = 1e-6
@@ -118,13 +118,13 @@ def load_packed(model: torch.nn.Module, path: Path, name: str) -> torch.nn.Modul
 def _config_eval(path: Path, overrides: list[str], model_name: str) -> tuple[str, str, float, dict]:
     """(metric name, model, value, extra) on the validation split of a data set config."""
     from . import data, tasks
-    from .train import UserError, compose, task_name, validate
+    from .config import UserError, compose, task_name, validate
 
     if not any(o.startswith("model=") for o in overrides):
         overrides = [f"model={model_name}", *overrides]
     try:
         cfg = validate(compose(overrides))
-        data.check_compatible(cfg.model, cfg.dataset)
+        tasks.check_compatible(cfg.model, cfg.dataset)
         splits = data.load(cfg.dataset)
     except (UserError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
         raise EvalError(" ".join(str(e).split())) from None  # one line

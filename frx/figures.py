@@ -27,7 +27,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .fr.codec import atomic_write_bytes
+from .files import atomic_write_bytes
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

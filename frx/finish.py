@@ -13,8 +13,8 @@ from torch import nn
 from . import models
 from . import record as rec
 from .config import resolved_config
+from .files import atomic_write_bytes
 from .fr import pack, summary, unpack
-from .fr.codec import atomic_write_bytes
 from .loop import Loop, method_of
 from .naming import hydra_choice, run_name, run_tag
 from .prune import weight_tensors

@@ -26,6 +26,7 @@ from . import csvlog
 from .config import UserError, config_diff, flatten, resolved_config
 from .fr import regularize
 from .naming import NOT_COMPUTING
+from .optim import make_scheduler
 from .prune import MagnitudePruner, budget_from_fr, weight_tensors
 
 log = logging.getLogger("frx.train")
@@ -318,23 +319,6 @@ class Loop:
         log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
                  f"{self.task.metric} {val:.4f}  " if val is not None else "", f"{entry['kept']:,}", entry["time_s"])
         return entry
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, sc: Any, total_steps: int):
-    """cosine: to min_lr at the last step; linear: linear warm-up over the first `warmup` fraction
-    of the steps, then linear decay to min_lr (a triangular one-cycle). Both step once per batch."""
-    if sc.name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=sc.min_lr)
-    peak = optimizer.param_groups[0]["lr"]
-    up = max(1, round(sc.warmup * total_steps)) if sc.warmup > 0 else 0
-    floor = sc.min_lr / peak
-
-    def factor(step: int) -> float:
-        if step < up:
-            return (step + 1) / up
-        return floor + (1 - floor) * max(0.0, (total_steps - step) / max(1, total_steps - up))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def config_differences(saved: dict | None, now: dict) -> list[str]:

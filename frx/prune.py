@@ -36,8 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from frx.fr import final_kept, kind_of
-from frx.fr.parametrize import _matches  # the method's own include/exclude rule
+from frx.fr import final_kept, kind_of, matches  # matches: the method's own include/exclude rule
 
 SCHEDULES = ("cubic", "geometric")
 
@@ -51,8 +50,8 @@ def weight_tensors(model: nn.Module, include: Iterable[str] | None = None,
         kind = kind_of(module)
         if kind is None or getattr(module, "weight", None) is None:
             continue
-        if (include is not None and not _matches(name, module, include)) or (
-                exclude is not None and _matches(name, module, exclude)):
+        if (include is not None and not matches(name, module, include)) or (
+                exclude is not None and matches(name, module, exclude)):
             continue
         out.append((f"{name}.weight" if name else "weight", kind, module))
     return out

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import torch
 
-from .fr.codec import atomic_write_bytes
+from .files import atomic_write_bytes
 
 SCHEMA = 2
 METRIC_FIELDS = ("name", "higher_is_better", "value", "value_fp16", "value_live")

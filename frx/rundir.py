@@ -25,7 +25,8 @@ def locked(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             owner = f.read().strip() or "another process"
-            raise UserError(f"{run_dir} is in use by another run ({owner}); wait for it to end or set run.dir") from None
+            raise UserError(f"{run_dir} is in use by another run ({owner}); "
+                            "wait for it to end or set run.dir") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -35,9 +35,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import checkpoint, data, models, tasks
+from .checks import check_free_space, check_paths
 from .cli import check_command_line
-from .config import CONF_DIR, UserError, check_free_space, check_paths, compose, task_name, validate
-from .fr.codec import remove_stale_temp_files
+from .config import CONF_DIR, UserError, compose, task_name, validate
+from .files import remove_stale_temp_files
 from .finish import finish
 from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything
 from .naming import hydra_overrides, override_tag, run_name, run_stem
@@ -55,7 +56,7 @@ class RunFinished(UserError):
 def load_data(cfg: DictConfig, device: torch.device):
     """The run's train/val splits, after checking that model and data fit."""
     try:
-        data.check_compatible(cfg.model, cfg.dataset)
+        tasks.check_compatible(cfg.model, cfg.dataset)
     except (ValueError, TypeError, KeyError) as e:
         raise UserError(str(e)) from None
     try:

@@ -28,7 +28,6 @@ what `scale=cpu` chose.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import tempfile
 import time
@@ -40,8 +39,8 @@ from torch.nn.utils import parametrize
 
 import frx
 from frx.fr import full_mask, idctn
+from frx.fr.factors import FactoredForward
 from frx.fr.mask import corner_mask, l1_counts
-from frx.fr.parametrize import FactoredForward
 from frx.models import build
 
 BUDGETS = {"beta=1": 1.0, "v1 1%": 0.01, "v2 0.1%": 0.001}
@@ -272,7 +271,8 @@ def bench_pack():
     fr_bytes = sum(e["bytes"] for e in entries if e["kind"] == "fr")
     plain_bytes = sum(e["bytes"] for e in entries if e["kind"] == "plain")
     print("Packed LeNet-5 at the v2 floors, float16:")
-    print(f"  kept coefficients {fr.kept():,}: {fr_bytes:,} bytes = {fr_bytes / fr.kept():.2f} bytes per kept coefficient")
+    print(f"  kept coefficients {fr.kept():,}: {fr_bytes:,} bytes = "
+          f"{fr_bytes / fr.kept():.2f} bytes per kept coefficient")
     print(f"  biases {plain_bytes:,} bytes; whole file {total:,} bytes "
           f"({total / fr.kept():.2f} bytes per kept coefficient, all included)")
 
@@ -299,7 +299,8 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.steps, args.rounds, args.batches, args.linear = 10, 3, [32], [512, 2048, 8192]
-    if min([args.steps, args.model_steps, args.rounds, args.gpu_batch, args.cpu_batch, *args.batches, *args.linear]) < 1:
+    sizes = [args.steps, args.model_steps, args.rounds, args.gpu_batch, args.cpu_batch, *args.batches, *args.linear]
+    if min(sizes) < 1:
         ap.error("--steps, --model-steps, --rounds, --gpu-batch, --cpu-batch, --batches and --linear must be >= 1")
     if "cpu" in (args.sections or []) and args.device != "cpu":
         ap.error("the cpu section runs on the CPU: add --device cpu")

@@ -50,6 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/table_rows.py, however this file is loaded
+from table_rows import VALUE_ORDER  # noqa: E402  (imports nothing: fine on a bare machine)
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "frx" / "conf"  # read as files: frx itself is imported only once hydra is there
 # distribution (as its carried wheel is named) -> version prefix frx needs (omegaconf's parser
@@ -121,14 +124,12 @@ class Table:
 
 
 TABLES = {
-    2: Table(rows=["resnet18_ref", "resnet18_v1", "resnet18_v2", "resnet18_v3", "resnet18_v1_prune",
-                   "vgg16_ref", "vgg16_v1", "vgg16_v2", "vgg16_v3",
-                   "alexnet_ref", "alexnet_v1", "alexnet_v2", "alexnet_v3"],
+    2: Table(rows=VALUE_ORDER[2],
              carry=".carry", data="cifar10-jpeg.npz", imported="cifar-10-batches-py", fill="make wheels",
              import_data=import_cifar10, columns=[("top1", 7), ("lossless1k", 10), ("kept", 11), (" data", 0)],
              cells=cells_table2, parallel=4, bench_s=60),
     # the two DCGAN rows, then a second seed of each while the budget lasts
-    4: Table(rows=["gan_ref", "gan_fr1", "gan_ref:1", "gan_fr1:1"],
+    4: Table(rows=[*VALUE_ORDER[4], *(f"{row}:1" for row in VALUE_ORDER[4])],
              carry=".carry-table4", data="mnist", imported="MNIST/raw", fill="make wheels-table4",
              import_data=import_mnist, columns=[("fid", 9), ("fid fp16", 9), ("kept", 11), (" data", 0)],
              cells=cells_table4, parallel=2, bench_s=0, fid_network=True),
@@ -285,6 +286,7 @@ def prepare_data(a, work: Path) -> Path:
     t.import_data(a, root)
     if t.fid_network:
         import torch
+
         from frx.config import compose, validate
         from frx.tasks import fid
 

@@ -58,12 +58,12 @@ from pathlib import Path
 
 # this checkout's frx and scripts/table_rows.py, however this file is loaded and whichever frx is installed
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from table_rows import VALUE_ORDER  # noqa: E402
-
 from frx import record as rec  # noqa: E402
 from frx.config import CONF_DIR, compose, config_diff, resolved_config  # noqa: E402
 from frx.naming import PAPER_RECORDS, run_stem  # noqa: E402
 from frx.report.paper import PAPER  # noqa: E402
+
+from table_rows import VALUE_ORDER  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_PATHS = ("frx/", ":(exclude)frx/report", ":(exclude)frx/figures.py")

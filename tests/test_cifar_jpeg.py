@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_data import ds_cfg
 
 import frx.data as D
 from frx.data import cifar10
@@ -13,8 +14,7 @@ from frx.data.cli import main as cli
 from frx.data.common import CropFlip
 
 from datadir import SHARED_DATA
-from test_data import ds_cfg
-from tiny_cifar import write_jpeg_npz, write_tiny_set
+from tiny_cifar import write_tiny_set
 
 REAL = SHARED_DATA / "cifar10" / "cifar10-jpeg.npz"
 SUBSET = SHARED_DATA / "cifar10" / "cifar10-subset.npz"

@@ -149,7 +149,7 @@ def test_pack_refuses_values_beyond_float16(tmp_path):
     assert frx.unpack(tmp_path / "m.frx")["fc2.bias"][3] == 1e6
 
     big = nn.Linear(6, 4)
-    fr = frx.regularize(big, epsilon=0.5, gamma=1.0, min_kept={"linear": 1})
+    frx.regularize(big, epsilon=0.5, gamma=1.0, min_kept={"linear": 1})
     with torch.no_grad():
         big.parametrizations.weight.original.mul_(1e7)
     with pytest.raises(ValueError, match="weight.*float16"):

@@ -12,7 +12,8 @@ from torchmetrics.segmentation import DiceScore
 
 import frx
 import frx.models as M
-from frx.convert import FREREG_NAMES, from_frereg, main as convert_main, read_frereg
+from frx.convert import FREREG_NAMES, from_frereg, read_frereg
+from frx.convert import main as convert_main
 from frx.evaluate import main as eval_main
 from frx.fr import corner_mask, full_mask, idctn
 
@@ -85,7 +86,8 @@ def authors_state():
     """{authors' name: sparse T} for unet_frereg, with a different k per tensor."""
     gen = torch.Generator().manual_seed(0)
     back = {v: k for k, v in FREREG_NAMES.items()}
-    return {back.get(name, name): _sparse(shape, 5 + 3 * i, gen) for i, (name, shape) in enumerate(_fr_shapes().items())}
+    return {back.get(name, name): _sparse(shape, 5 + 3 * i, gen)
+            for i, (name, shape) in enumerate(_fr_shapes().items())}
 
 
 def _save(state, path):
@@ -211,7 +213,8 @@ def _independent_dice(model, names, size):
     score = DiceScore(num_classes=2, include_background=False, average="macro", aggregation_level="samplewise",
                       input_format="index")
     for n in names:
-        img = Image.open(RELEASE / "testimgs" / "input" / f"in{n}.png").convert("RGB").resize(size[::-1], Image.BILINEAR)
+        img = Image.open(RELEASE / "testimgs" / "input" / f"in{n}.png").convert("RGB")
+        img = img.resize(size[::-1], Image.BILINEAR)
         msk = Image.open(RELEASE / "testimgs" / "mask" / f"gt{n}.png").convert("L").resize(size[::-1], Image.NEAREST)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
         with torch.no_grad():

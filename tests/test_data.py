@@ -13,9 +13,10 @@ import frx.data as D
 from frx.data import carvana, cifar10, mnist, mnist5k
 from frx.data.cli import main as cli
 from frx.data.synthetic_carvana import make_synthetic_carvana
+from frx.tasks import check_compatible
 
+from conftest import idx_bytes, write_mnist
 from datadir import SHARED_DATA
-from tiny_mnist import idx_bytes, write_mnist
 
 CONF = str((Path(__file__).parent.parent / "frx" / "conf").resolve())
 SHARED = SHARED_DATA
@@ -310,7 +311,7 @@ def test_every_dataset_config_composes():
     ("smp_unet", "carvana_synthetic"), ("gan", "mnist64"), ("vae", "mnist_unit")])
 def test_compatible_pairs(model, dataset):
     c = compose_cfg(dataset, model)
-    D.check_compatible(c.model, c.dataset)
+    check_compatible(c.model, c.dataset)
 
 
 @pytest.mark.parametrize("model,dataset,words", [
@@ -325,7 +326,7 @@ def test_compatible_pairs(model, dataset):
 def test_incompatible_pairs(model, dataset, words):
     c = compose_cfg(dataset, model)
     with pytest.raises(ValueError) as e:
-        D.check_compatible(c.model, c.dataset)
+        check_compatible(c.model, c.dataset)
     for w in words:
         assert w in str(e.value)
 
@@ -333,6 +334,6 @@ def test_incompatible_pairs(model, dataset, words):
 def test_class_count_mismatch():
     c = compose_cfg("mnist", "lenet5", ["model.kwargs.num_classes=5"])
     with pytest.raises(ValueError, match="5 classes"):
-        D.check_compatible(c.model, c.dataset)
-    D.check_compatible({"name": "lenet5"}, {"name": "mnist", "in_channels": 1, "input_size": [28, 28],
-                                            "num_classes": 10, "task": "classification"})
+        check_compatible(c.model, c.dataset)
+    check_compatible({"name": "lenet5"}, {"name": "mnist", "in_channels": 1, "input_size": [28, 28],
+                                          "num_classes": 10, "task": "classification"})

@@ -8,7 +8,8 @@ import torch
 
 from frx.loop import make_scheduler
 from frx.train import compose, run
-from test_train import tmp_overrides
+
+from conftest import tmp_overrides
 
 
 def test_linear_schedule_warms_up_then_decays_to_min_lr():

@@ -11,8 +11,20 @@ import torch
 from torch import nn
 
 import frx
-from frx.fr import (CorruptFile, TailDropout, boundary, corner_bound, corner_shape, dctn, find_linear_views,
-                    full_mask, idctn, idctn_corner, kept_order, ratio_to_k)
+from frx.fr import (
+    CorruptFile,
+    TailDropout,
+    boundary,
+    corner_bound,
+    corner_shape,
+    dctn,
+    find_linear_views,
+    full_mask,
+    idctn,
+    idctn_corner,
+    kept_order,
+    ratio_to_k,
+)
 from frx.fr.parametrize import FrequencyWeight
 
 
@@ -221,7 +233,8 @@ def test_gradients_reach_kept_and_never_dropped():
         assert (g[m] != 0).float().mean() > 0.9, name
 
 
-@pytest.mark.parametrize("shape, dims", [((6, 5, 3, 3), None), ((6, 5, 3, 3), (0, 1)), ((7, 9), None), ((4, 300), None)])
+@pytest.mark.parametrize("shape, dims", [((6, 5, 3, 3), None), ((6, 5, 3, 3), (0, 1)), ((7, 9), None),
+                                         ((4, 300), None)])
 @pytest.mark.parametrize("dropped", [False, True])
 def test_weight_and_its_hand_written_gradient_are_exact(shape, dims, dropped):
     # the same weight as the full inverse DCT of the masked tensor, and gradcheck's numerical gradient

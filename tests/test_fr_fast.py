@@ -12,8 +12,7 @@ from torch import nn
 import frx
 from frx.fr import dctn, full_mask, idctn, idctn_corner
 from frx.fr.dct import _cos_rows, _inverse_columns, contract, expand, use_fft
-from frx.fr.parametrize import FactoredForward
-
+from frx.fr.factors import FactoredForward, Factors
 
 # ---------------------------------------------------------------- FFT transforms
 
@@ -32,9 +31,11 @@ def test_fft_transform_matches_scipy_along_long_dims(n, shape, dim):
             continue
         padded = np.zeros_like(x)
         padded.swapaxes(dim, -1)[..., :c] = x.swapaxes(dim, -1)[..., :c]
-        np.testing.assert_allclose(expand(t.narrow(dim, 0, c), dim, n).numpy(), sfft.idct(padded, axis=dim, norm="ortho"),
+        np.testing.assert_allclose(expand(t.narrow(dim, 0, c), dim, n).numpy(),
+                                   sfft.idct(padded, axis=dim, norm="ortho"),
                                    atol=1e-12)
-        np.testing.assert_allclose(contract(t, dim, c).numpy(), sfft.dct(x, axis=dim, norm="ortho").swapaxes(dim, -1)[..., :c]
+        np.testing.assert_allclose(contract(t, dim, c).numpy(),
+                                   sfft.dct(x, axis=dim, norm="ortho").swapaxes(dim, -1)[..., :c]
                                    .swapaxes(dim, -1), atol=1e-12)
 
 
@@ -85,6 +86,10 @@ CASES = [
     (lambda: nn.Conv2d(6, 10, 3, stride=2, bias=False), (2, 6, 9, 9), {}),
     (lambda: nn.Conv2d(6, 10, 3, padding=1), (2, 6, 7, 7), {"dims": [0, 2, 3]}),
     (lambda: nn.Conv2d(6, 10, (1, 1)), (2, 6, 5, 5), {"dims": [1]}),
+    (lambda: nn.Linear(48, 20), (5, 48), {"views": {"weight": (4, 5, 3, 16)}}),  # outputs over two view dims
+    (lambda: nn.Linear(48, 20), (5, 48), {"views": {"weight": (4, 5, 3, 16)}, "dims": [1, 2]}),
+    (lambda: nn.Conv1d(6, 10, 3, padding=1), (2, 6, 9), {}),
+    (lambda: nn.Conv3d(4, 6, 3, stride=2), (2, 4, 7, 7, 7), {}),
 ]
 
 
@@ -96,9 +101,10 @@ def test_factored_layer_equals_rebuilt_weight(make, in_shape, kw, ratio):
     _set_ratio(a, ratio)
     _set_ratio(b, ratio)
     p = a.parametrizations.weight[0]
+    assert isinstance(a.__dict__.get("forward"), FactoredForward)
     x = torch.randn(in_shape, dtype=torch.float64)
-    ya = p.linear(x, a.parametrizations.weight.original, a.bias) if isinstance(a, nn.Linear) \
-        else p.conv2d(x, a.parametrizations.weight.original, a)  # the factored route, whatever the cost count says
+    f, tc = Factors.of(a, p.view, p.dims, p._k), p.masked_corner(a.parametrizations.weight.original)
+    ya = f.linear(x, tc, a.bias) if isinstance(a, nn.Linear) else f.conv(x, tc, a)  # whatever the cost count says
     yb = b(x)
     torch.testing.assert_close(ya, yb, atol=1e-12, rtol=1e-10)
     g = torch.randn_like(yb)
@@ -117,20 +123,25 @@ def test_factored_layer_equals_rebuilt_weight(make, in_shape, kw, ratio):
         torch.testing.assert_close(a.bias.grad, b.bias.grad)
 
 
+def cost(layer, in_shape, out_shape):
+    p = layer.parametrizations.weight[0]
+    return Factors.of(layer, p.view, p.dims, p._k).training_cost(in_shape, out_shape)
+
+
 def test_cost_count_picks_the_factored_route_for_big_layers_and_small_corners():
     torch.manual_seed(0)
     lin = nn.Linear(4096, 4096)
     frx.regularize(lin)
     p = lin.parametrizations.weight[0]
-    fact, rebuilt = p.factored_cost((32, 4096), (32, 4096))
+    fact, rebuilt = cost(lin, (32, 4096), (32, 4096))
     assert fact < rebuilt / 2  # at beta = 1 the rebuild costs more than the layer itself
     p.set_k(round(0.001 * p.t_numel))
-    fact, rebuilt = p.factored_cost((32, 4096), (32, 4096))
+    fact, rebuilt = cost(lin, (32, 4096), (32, 4096))
     assert fact < rebuilt / 10  # at 0.1 % the factored layer is far cheaper than the plain one (3 * 32 * 4096^2)
     assert fact < 3 * 32 * 4096 * 4096 / 10
     conv = nn.Conv2d(3, 8, 3)
     frx.regularize(conv)
-    fact, rebuilt = conv.parametrizations.weight[0].factored_cost((512, 3, 30, 30), (512, 8, 28, 28))
+    fact, rebuilt = cost(conv, (512, 3, 30, 30), (512, 8, 28, 28))
     assert fact > rebuilt  # a tiny weight on a big input: rebuilding W is cheaper
 
 
@@ -174,7 +185,7 @@ def test_k_host_copy_follows_the_buffer_through_state_dict():
     # forward reads a host copy of k (no device sync); loading a state dict must refresh it
     torch.manual_seed(0)
     a, b = nn.Linear(16, 8), nn.Linear(16, 8)
-    fa, fb = frx.regularize(a), frx.regularize(b)
+    frx.regularize(a), frx.regularize(b)
     pa = a.parametrizations.weight[0]
     pa.set_k(10)
     b.load_state_dict(a.state_dict())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_mnist
 from tiny_cifar import write_tiny_set
-from tiny_mnist import write_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 # one small row: the smoke scale cut further, so that the test stays well under a minute
@@ -88,7 +88,8 @@ def test_gpu_table4_at_smoke_scale_on_cpu(tmp_path):
     network is trained once before the rows, which load it."""
     write_mnist(tmp_path / "mnist", gz=True, ntrain=40, ntest=20)
     work, out = tmp_path / "work", tmp_path / "out"
-    p = make("DEVICE=cpu", "SCALE=smoke", "BUDGET_S=400", f"ARCHIVE_DIR={out}", "OVERRIDES=trainer.epochs=1 trainer.threads=1",
+    p = make("DEVICE=cpu", "SCALE=smoke", "BUDGET_S=400", f"ARCHIVE_DIR={out}",
+             "OVERRIDES=trainer.epochs=1 trainer.threads=1",
              f"GPU_ARGS=--work {work} --data {tmp_path / 'mnist'} --no-verify --rows gan_fr1:1", target="gpu-table4")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     with tarfile.open(out / "gpu_table4.tar.gz") as tar:
@@ -108,7 +109,8 @@ def test_gpu_table4_at_smoke_scale_on_cpu(tmp_path):
     assert Path(record["metric_extra"]["fid_extractor_file"]).parent == work / "data" / "cache"
     assert "FID network" in p.stdout and "training the FID feature extractor" not in log
     assert status["rows"]["gan_fr1:1"]["status"] == "finished" and status["bench"] == "not run"
-    assert "gan_fr1:1" in summary and f"{fid['value']:9.2f}" in summary and "MNIST, 32 training / 16 test images" in summary
+    assert "gan_fr1:1" in summary and f"{fid['value']:9.2f}" in summary
+    assert "MNIST, 32 training / 16 test images" in summary
 
 
 @pytest.mark.parametrize("target, row", [("gpu-table2", "resnet18_vv"), ("gpu-table4", "gan_xx"),

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import frx
+import frx.checks
 import frx.config
 import frx.train
 from frx import checkpoint
@@ -20,11 +21,8 @@ from frx.fr import codec, fr_tensors
 from frx.rundir import locked
 from frx.train import UserError, compose, run
 
-
-def tmp_overrides(tmp: Path, *extra: str) -> list[str]:
-    return [f"run.dir={tmp / 'run'}", f"run.records_dir={tmp / 'records'}", "trainer.threads=1",
-            "trainer.progress=false", *extra]
-
+from conftest import tmp_overrides
+from conftest import zero_idx as _idx
 
 # a one-epoch smoke run on MNIST-5k: a few seconds
 SMOKE = ["experiment=demo", "scale=smoke", "trainer.epochs=1", "trainer.max_steps_per_epoch=2"]
@@ -102,14 +100,14 @@ def test_bad_path_fails_before_any_work(tmp_path):
     ("records", r"run.records_dir=.*: only 0.0 MiB free on its disk, the record needs about 1.1 MiB"),
 ])
 def test_full_disk_fails_before_training(tmp_path, monkeypatch, full, message):
-    real = frx.config.shutil.disk_usage
+    real = frx.checks.shutil.disk_usage
     (tmp_path / full).mkdir()
 
     def usage(path):
         du = real(path)
         return du._replace(free=1000) if Path(path) == tmp_path / full else du
 
-    monkeypatch.setattr(frx.config.shutil, "disk_usage", usage)
+    monkeypatch.setattr(frx.checks.shutil, "disk_usage", usage)
     with pytest.raises(UserError, match=message):
         run(compose(tmp_overrides(tmp_path, *SMOKE)))
     assert nothing_written(tmp_path) and not (tmp_path / "run" / checkpoint.FILENAME).exists()
@@ -209,7 +207,7 @@ def test_copy_beside_the_record_is_atomic(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(codec.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     record = tmp_path / "records" / "r__seed0.json"
     with pytest.raises(OSError, match="No space"):
         _keep_beside_record(cfg, record, run_dir, [], {"float16": 1000})
@@ -229,11 +227,6 @@ def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
         os.utime(p, (old, old))
     assert codec.remove_stale_temp_files(tmp_path) == [stale]
     assert not stale.exists() and all(p.exists() for p in (fresh, live, *users))
-
-
-def _idx(shape: tuple, fill: int = 0) -> bytes:
-    header = bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
-    return header + bytes([fill]) * int(torch.tensor(shape).prod())
 
 
 def _mnist_files(raw: Path, damaged: bytes, gz: bool) -> None:

@@ -28,7 +28,8 @@ def built():
 
 def test_registry_names():
     assert set(COUNTED) | {"smp_unet"} == set(M.names()) == {
-        "lenet300", "lenet5", "alexnet", "vgg16", "vgg16_true", "resnet18", "unet", "unet_frereg", "smp_unet", "gan", "vae"}
+        "lenet300", "lenet5", "alexnet", "vgg16", "vgg16_true", "resnet18", "unet", "unet_frereg", "smp_unet", "gan",
+        "vae"}
     assert all(M.spec(n).name == n for n in M.names())
 
 

@@ -2,7 +2,6 @@
 whose metric is measured on the model unpacked from its packed file."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +14,11 @@ import frx
 from frx import record as rec
 from frx.train import CONF_DIR, UserError, compose, override_tag, run, run_stem, validate
 
+from conftest import tmp_overrides
+
 EXPERIMENTS = sorted(p.relative_to(CONF_DIR / "experiment").with_suffix("").as_posix()
                      for p in (CONF_DIR / "experiment").rglob("*.yaml"))
 REPO = Path(__file__).resolve().parent.parent
-
-
-def tmp_overrides(tmp: Path, *extra: str) -> list[str]:
-    return [f"run.dir={tmp / 'run'}", f"run.records_dir={tmp / 'records'}", f"run.cache_dir={tmp / 'cache'}",
-            "trainer.threads=1", *extra]
 
 
 def test_experiment_list_is_complete():
@@ -40,7 +36,7 @@ def test_every_experiment_composes_and_validates(name):
 
     cfg = validate(compose([f"experiment={name}", "scale=smoke"]))
     assert run_stem(cfg) == f"{name}__smoke__seed0"
-    frx.data.check_compatible(cfg.model, cfg.dataset)  # each experiment pairs a model with fitting data
+    frx.tasks.check_compatible(cfg.model, cfg.dataset)  # each experiment pairs a model with fitting data
     assert cfg.scale.name == "smoke" and cfg.trainer.epochs <= 2 and cfg.trainer.max_steps_per_epoch <= 2
     assert cfg.dataset.limit_train <= 64
     if name.startswith("table"):

@@ -107,8 +107,8 @@ def test_fid_extractor_is_trained_once_and_cached(tmp_path):
 
 
 SHARED_CIFAR = SHARED_DATA / "cifar10" / "cifar10-subset.npz"
-ALL = sorted(p.relative_to(Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").with_suffix("")
-             .as_posix() for p in (Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment").rglob("*.yaml"))
+EXPERIMENT_DIR = Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment"
+ALL = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml"))
 
 
 @pytest.mark.slow

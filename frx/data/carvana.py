@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .common import DataMissing, Splits, Writer, limit, log, root_path, scale_images
+from .registry import DataSpec, register
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 KAGGLE = "https://www.kaggle.com/c/carvana-image-masking-challenge/data"
@@ -153,3 +154,19 @@ def import_files(src, root, force: bool = False, link: bool = False) -> dict:
     result = writer.commit()
     list_items(dst)
     return result
+
+
+def describe(root) -> dict[str, str]:
+    """Every folder of the root in the Carvana layout (the real set, synthetic ones)."""
+    out = {}
+    base = root_path(root)
+    if base.is_dir():
+        for d in sorted(base.iterdir()):
+            if d.is_dir() and present(base, d.name):
+                n = sum(1 for _ in (d / "train").glob("*.jpg"))
+                synth = " (SYNTHETIC)" if (d / SYNTHETIC_MARKER).exists() else ""
+                out[f"carvana:{d.name}"] = f"Carvana layout in {d}: {n} images{synth}"
+    return out
+
+
+register(DataSpec("carvana", load, describe, import_files, where=data_dir))

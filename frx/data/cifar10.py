@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .common import DataMissing, Splits, Writer, file_md5, log, root_path, tensor_split
+from .registry import DataSpec, register
 
 FOLDER = "cifar-10-batches-py"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -327,3 +328,22 @@ def import_files(src, root, force: bool = False, lossless=None, jobs: int | None
             if (dst / marker).exists():
                 (dst / marker).unlink()
     return result
+
+
+def describe(root) -> dict[str, str]:
+    if not present(root):
+        return {}
+    sub, jpeg = subset_info(root), jpeg_info(root)
+    return {"cifar10": f"CIFAR-10 in {batch_dir(root)}" + (f" (SUBSET: {sub['note']})" if sub else "")
+            + (f" ({jpeg['note']})" if jpeg else "")}
+
+
+def notes(root, result: dict) -> list[str]:
+    """What `frx-data import cifar10` adds after the count of files: JPEG copies, a subset."""
+    jpeg, sub = jpeg_info(root), subset_info(root)
+    lossless = result.get("lossless_test", 0) or "none (no lossless file beside it; see --lossless-test)"
+    return ([f"note: {jpeg['note']}; lossless first test images: {lossless}"] if jpeg else []) \
+        + ([f"note: this is a SUBSET of CIFAR-10 ({sub['note']})"] if sub else [])
+
+
+register(DataSpec("cifar10", load, describe, import_files, where=batch_dir, notes=notes))

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import carvana, cifar10, mnist, present
+from . import present, specs
 from .common import ChecksumError
 from .synthetic_carvana import make_synthetic_carvana
 
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=default_root(), help=root_help)
     sub = p.add_subparsers(dest="cmd", required=True)
     imp = sub.add_parser("import", parents=[common], help="import a local copy of a data set into the root")
-    imp.add_argument("dataset", choices=["mnist", "cifar10", "carvana"])
+    importable = {d.name: d for d in specs() if d.import_files is not None}
+    imp.add_argument("dataset", choices=list(importable))
     imp.add_argument("path", help="mnist: folder with the 4 .gz files; cifar10: cifar-10-batches-py folder, "
                                   "cifar-10-python.tar.gz, cifar10-jpeg.npz (the full set as JPEG copies) or a "
                                   "subset .npz; carvana: folder with train/ and "
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--lossless-test", default=None, metavar="NPZ",
                      help="cifar10-jpeg.npz: .npz whose x_test/y_test are the lossless first test images "
                           "(default: cifar10-subset.npz beside it, when there)")
-    imp.add_argument("--jobs", type=int, default=None, help="cifar10-jpeg.npz: decoding processes (default: cores, <= 8)")
+    imp.add_argument("--jobs", type=int, default=None,
+                     help="cifar10-jpeg.npz: decoding processes (default: cores, <= 8)")
     imp.add_argument("--no-verify", action="store_true",
                      help="mnist: skip the check of the published MD5 checksums")
     syn = sub.add_parser("make-synthetic-carvana", parents=[common],
@@ -51,21 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "import":
-            if a.dataset == "mnist":
-                r = mnist.import_files(a.path, a.root, force=a.force, verify=not a.no_verify)
-                where = mnist.raw_dir(a.root)
-            elif a.dataset == "cifar10":
-                r = cifar10.import_files(a.path, a.root, force=a.force, lossless=a.lossless_test, jobs=a.jobs)
-                where = cifar10.batch_dir(a.root)
-            else:
-                r = carvana.import_files(a.path, a.root, force=a.force, link=a.link)
-                where = carvana.data_dir(a.root)
-            print(f"{a.dataset}: {r['written']} files written, {r['skipped']} identical skipped -> {where}")
-            if a.dataset == "cifar10" and cifar10.jpeg_info(a.root):
-                print(f"note: {cifar10.jpeg_info(a.root)['note']}; lossless first test images: "
-                      f"{r.get('lossless_test', 0) or 'none (no lossless file beside it; see --lossless-test)'}")
-            if a.dataset == "cifar10" and cifar10.subset_info(a.root):
-                print(f"note: this is a SUBSET of CIFAR-10 ({cifar10.subset_info(a.root)['note']})")
+            d = importable[a.dataset]
+            options = {"force": a.force, "verify": not a.no_verify, "lossless": a.lossless_test, "jobs": a.jobs,
+                       "link": a.link}
+            r = d.import_files(a.path, a.root, **{k: v for k, v in options.items() if k in d.import_options()})
+            print(f"{a.dataset}: {r['written']} files written, {r['skipped']} identical skipped -> {d.where(a.root)}")
+            for line in d.notes(a.root, r) if d.notes else []:
+                print(line)
         elif a.cmd == "make-synthetic-carvana":
             out = Path(a.dest_root or a.root).expanduser() / a.subdir
             r = make_synthetic_carvana(out, n=a.n, views=a.views, size=a.size, seed=a.seed, force=a.force)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .common import ChecksumError, DataMissing, Splits, Writer, log, md5, root_path, tensor_split
+from .registry import DataSpec, register
 
 # MD5 of the uncompressed files, as published (torchvision lists the same for the raw files).
 FILES = {
@@ -125,3 +126,10 @@ def import_files(src, root, force: bool = False, verify: bool = True) -> dict:
             raise ValueError(f"{path}: {e}") from None
         writer.add(raw_dir(root) / name, data)
     return writer.commit()
+
+
+def describe(root) -> dict[str, str]:
+    return {"mnist": f"MNIST in {raw_dir(root)}"} if present(root) else {}
+
+
+register(DataSpec("mnist", load, describe, import_files, where=raw_dir))

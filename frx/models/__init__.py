@@ -27,5 +27,5 @@ from .unet import UNet  # noqa: E402
 from .vae import VAE  # noqa: E402
 from .vgg import VGG  # noqa: E402
 
-__all__ = ["ModelSpec", "build", "build_from_config", "names", "spec", "spec_from_config", "register",
+__all__ = ["ModelSpec", "build", "build_from_config", "check_config", "names", "spec", "spec_from_config", "register",
            "AlexNet", "GAN", "LeNet300", "LeNet5", "UNet", "VAE", "VGG", "resnet18", "smp_unet"]

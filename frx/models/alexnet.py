@@ -4,6 +4,7 @@ The feature extractor needs inputs of at least 63x63 pixels, so CIFAR-10 is
 resized by the data set config (e.g. to 64 or 224).
 """
 from torchvision.models.alexnet import AlexNet as _TorchvisionAlexNet
+
 from .registry import ModelSpec, register
 
 

@@ -3,6 +3,7 @@ filters: 3,574,656 (generator) + 2,763,520 (discriminator) = 6,338,176 parameter
 """
 import torch
 from torch import nn
+
 from .registry import ModelSpec, register
 
 

@@ -1,7 +1,8 @@
 """LeNet-300-100 and the Caffe LeNet-5 used in the paper's Table 1."""
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .registry import ModelSpec, register
 
 

@@ -1,7 +1,8 @@
 """CIFAR ResNet-18: 3x3 stem, no max-pool, 1x1 conv shortcuts (11,173,962 parameters)."""
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .registry import ModelSpec, register
 
 

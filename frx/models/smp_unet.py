@@ -1,6 +1,7 @@
 """UNets from segmentation-models-pytorch, always randomly initialised
 (``encoder_weights=None``: pretrained weights come from an external hub)."""
 from torch import nn
+
 from .registry import ModelSpec, register
 
 

@@ -9,8 +9,9 @@ weights.
 Any input size works: skip connections are padded when a size is odd.
 """
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .registry import ModelSpec, register
 
 

@@ -5,8 +5,9 @@ Its weights (tensors named ``*.weight``) count 971,200, the number the paper
 reports; with the 2,424 biases it has 973,624 parameters.
 """
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .registry import ModelSpec, register
 
 

@@ -28,9 +28,6 @@ Counting conventions (also written into every table's notes):
 
 from __future__ import annotations
 
-
-from __future__ import annotations
-
 import argparse
 import datetime as _dt
 import sys

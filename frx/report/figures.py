@@ -41,4 +41,4 @@ def write_figures(records: list[Record], out: Path, smoke: bool = False) -> None
             ylabel = paper.metric_label + (f" ({paper.metric_unit})" if paper.metric_unit else "")
             figures.metric_vs_kept(pts, path,
                                    title=f"Table {n}: {ylabel} vs kept weights", ylabel=ylabel,
-                                   paper=published, lower_is_better=(n == 4))
+                                   paper=published, lower_is_better=not paper.higher_is_better)

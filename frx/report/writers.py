@@ -8,12 +8,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..fr.codec import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..record import Record
-from .frames import (DIFF_COLUMNS, NA, NOT_RUN, OURS_COLUMNS, PIPELINE_CHECK, REDUCED_SCALE, baselines_frame,
-                     is_not_compared, not_compared_label,
-                     layer_frame, table_frame)
+from .frames import (
+    DIFF_COLUMNS,
+    NA,
+    NOT_RUN,
+    OURS_COLUMNS,
+    PIPELINE_CHECK,
+    REDUCED_SCALE,
+    baselines_frame,
+    is_not_compared,
+    layer_frame,
+    not_compared_label,
+    table_frame,
+)
 from .paper import PAPER, PaperTable, notes_for
+
 
 # ------------------------------------------------------------------------------------- formatting
 def _num(x, digits=0) -> str:
@@ -46,14 +57,14 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
     pack, the lossless test images) appear when a record of the table carries them."""
     unit = f" ({paper.metric_unit})" if paper.metric_unit else ""
     mname = paper.metric_label + unit
-    fid = paper.number == 4
+    fid = paper.metric == "fid"
     int8, lossless = _has(df, "metric_int8_mean"), _has(df, "top1_lossless1k_mean")
     rows = []
     for _, r in df.iterrows():
         ok = r["status"] != NOT_RUN
         uncompared = ok and is_not_compared(r["scale"])
         in_paper = not (isinstance(r["rate_paper"], float) and math.isnan(r["rate_paper"]))
-        pd_ = 1 if fid else 2
+        pd_ = paper.decimals
 
         def diff(col, digits):
             return NOT_RUN if not ok else not_compared_label(r["scale"]) if uncompared else _signed(r[col], digits)
@@ -62,9 +73,11 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
                "n": str(int(r["n"])) if ok else "0",
                f"{mname} ours": _metric(r["metric_mean"], r["metric_std"], pd_) if ok else NOT_RUN}
         if int8:
-            row[f"{mname} ours, int8 pack"] = _metric(r["metric_int8_mean"], r["metric_int8_std"], pd_) if ok else NOT_RUN
+            int8_value = _metric(r["metric_int8_mean"], r["metric_int8_std"], pd_)
+            row[f"{mname} ours, int8 pack"] = int8_value if ok else NOT_RUN
         if lossless:
-            row["Top-1 (%) ours, lossless first 1,000 test images"] = _num(r["top1_lossless1k_mean"], 2) if ok else NOT_RUN
+            lossless_value = _num(r["top1_lossless1k_mean"], 2)
+            row["Top-1 (%) ours, lossless first 1,000 test images"] = lossless_value if ok else NOT_RUN
         row.update({
             f"{mname} paper": _num(r["metric_paper"], pd_) if in_paper else "not in paper",
             f"Δ {paper.metric_label}": diff("metric_diff", pd_),
@@ -121,8 +134,7 @@ def table_notes(df: pd.DataFrame) -> list[str]:
 
 
 def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
-    fid = paper.number == 4
-    d = 1 if fid else 2
+    d = paper.decimals
     m = paper.metric_label + (f" ({paper.metric_unit})" if paper.metric_unit else "")
     rows = []
     for _, r in df.iterrows():
@@ -141,7 +153,8 @@ def baselines_display(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
             "Pruning kept weights (ours)": _num(r["prune_kept_weights"]) if pr_ok else pr_text,
             f"Pruning {m} (ours)": _metric(r["prune_metric_mean"], r["prune_metric_std"], d) if pr_ok else pr_text,
             "Pruning n": str(r["prune_n"]),
-            "FR − pruning": (not_compared_label(r["scale"]) if is_not_compared(r["scale"]) else _signed(r["fr_minus_prune"], d))
+            "FR − pruning": (not_compared_label(r["scale"]) if is_not_compared(r["scale"])
+                             else _signed(r["fr_minus_prune"], d))
             if (fr_ok and pr_ok) else NA,
         })
         rows.append(row)

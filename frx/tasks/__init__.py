@@ -24,7 +24,11 @@ import pkgutil
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from ..optim import make_optimizer
+
 
 class Task:
     """Base class: a single optimizer over all parameters, AMP and gradient clipping."""
@@ -119,18 +123,6 @@ def amp_applies(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and dtype == torch.bfloat16)
 
 
-def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
-    name = str(ocfg.name).lower()
-    lr, wd = float(ocfg.lr), float(ocfg.weight_decay)
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg.betas))
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(ocfg.momentum),
-                               nesterov=bool(ocfg.nesterov))
-    raise ValueError(f"trainer.optimizer.name must be adam, adamw or sgd, got {ocfg.name!r}")
-
-
 _REGISTRY: dict[str, type[Task]] = {}
 
 
@@ -154,6 +146,65 @@ def get(name: str) -> type[Task]:
 
 def build(name: str, cfg: Any, splits: Any, device: torch.device, batches: Callable[..., Iterable]) -> Task:
     return get(name)(cfg, splits, device, batches)
+
+
+def _size(v):
+    return tuple(int(s) for s in v) if v is not None else None
+
+
+def check_compatible(model_cfg, dataset_cfg) -> None:
+    """Raise ValueError listing every mismatch between a model and a data set config
+    (task, channels, input size, classes, input scaling). Missing model keys are
+    taken from the model registry's spec."""
+    from .. import models
+
+    m, d = _cfg(model_cfg), _cfg(dataset_cfg)
+    try:
+        spec = models.spec_from_config(m)
+        defaults = {k: getattr(spec, k) for k in ("task", "in_channels", "input_size", "num_classes",
+                                                   "min_input_size", "size_multiple", "normalize")}
+    except ValueError:
+        defaults = {}
+    get = lambda key: m.get(key, defaults.get(key))  # noqa: E731
+    mname, dname = m.get("name", "?"), d.get("name", d.get("source"))
+    task, dtask = get("task"), d.get("task", "classification")
+    errors = []
+    wanted = _REGISTRY[task].data_task if task in _REGISTRY else None
+    if wanted is None:
+        errors.append(f"model {mname} has unknown task {task!r}")
+    elif dtask != wanted:
+        errors.append(f"model {mname} ({task}) needs a {wanted} data set, dataset {dname} is {dtask}")
+    if get("in_channels") is not None and d.get("in_channels") is not None \
+            and int(get("in_channels")) != int(d.in_channels):
+        errors.append(f"model {mname} takes {get('in_channels')} input channels, "
+                      f"dataset {dname} has {d.in_channels}")
+    msize, dsize, mmin = _size(get("input_size")), _size(d.get("input_size")), get("min_input_size")
+    if msize is not None and dsize != msize:
+        errors.append(f"model {mname} needs {msize[0]}x{msize[1]} inputs, dataset {dname} gives "
+                      f"{'any size' if dsize is None else f'{dsize[0]}x{dsize[1]}'}; "
+                      f"set dataset.resize=[{msize[0]},{msize[1]}]")
+    if mmin is not None and dsize is not None and min(dsize) < int(mmin):
+        errors.append(f"model {mname} needs inputs of at least {mmin}x{mmin} pixels, dataset {dname} gives "
+                      f"{dsize[0]}x{dsize[1]}; set dataset.resize (e.g. dataset=cifar10_64)")
+    mult = get("size_multiple")
+    if mult is not None and dsize is not None and any(s % int(mult) for s in dsize):
+        fit = [max(int(mult), round(s / int(mult)) * int(mult)) for s in dsize]
+        errors.append(f"model {mname} needs height and width that are multiples of {mult}, dataset {dname} "
+                      f"gives {dsize[0]}x{dsize[1]}; set dataset.resize=[{fit[0]},{fit[1]}]")
+    if task in ("classification", "segmentation") and get("num_classes") is not None \
+            and d.get("num_classes") is not None and int(get("num_classes")) != int(d.num_classes):
+        errors.append(f"model {mname} predicts {get('num_classes')} classes, dataset {dname} has {d.num_classes}")
+    need = get("normalize")
+    if need is not None and d.get("normalize", "unit") != need:
+        rng = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}.get(need, need)
+        errors.append(f"model {mname} needs inputs scaled to {rng} (dataset.normalize={need}), "
+                      f"dataset {dname} uses normalize={d.get('normalize', 'unit')}")
+    if errors:
+        raise ValueError(f"model {mname} and dataset {dname} do not fit:\n  - " + "\n  - ".join(errors))
+
+
+def _cfg(cfg: Any) -> DictConfig:
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
 
 
 for _module in pkgutil.iter_modules(__path__):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import make_optimizer, register
+from ..optim import make_optimizer
+from . import register
 from .generative import Generative
 
 

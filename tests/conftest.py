@@ -1,4 +1,5 @@
-"""Small MNIST-like idx files (random pixels and labels), for tests that must not read the real set."""
+"""What the tests share: the overrides that keep a run in a temporary folder, and small MNIST-like idx
+files (random pixels and labels) for tests that must not read the real set."""
 
 import gzip
 from pathlib import Path
@@ -8,9 +9,20 @@ import numpy as np
 from frx.data import mnist
 
 
+def tmp_overrides(tmp: Path, *extra: str) -> list[str]:
+    """Overrides that write everything of a run under `tmp`, on one thread, without a progress bar."""
+    return [f"run.dir={tmp / 'run'}", f"run.records_dir={tmp / 'records'}", f"run.cache_dir={tmp / 'cache'}",
+            "trainer.threads=1", "trainer.progress=false", *extra]
+
+
 def idx_bytes(arr: np.ndarray) -> bytes:
     head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
     return head + arr.astype(np.uint8).tobytes()
+
+
+def zero_idx(shape: tuple) -> bytes:
+    """An idx file of zeros."""
+    return idx_bytes(np.zeros(shape, np.uint8))
 
 
 def tiny_mnist(rng, n):

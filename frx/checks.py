@@ -1,0 +1,77 @@
+"""The checks of the machine before a run writes anything (its folders, their free space), and the Hydra
+callback that runs them, with the config's validation, before Hydra makes the run folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import UserError, _check, validate
+
+# file systems that hold no user files
+_NOT_FOR_FILES = ("/proc", "/sys", "/dev")
+
+
+def check_paths(cfg: DictConfig) -> None:
+    """Each folder a run writes (run.dir, run.records_dir) can be made and written: not under a regular
+    file, not in /proc, /sys or /dev, writable. Creates nothing."""
+    for key in ("run.dir", "run.records_dir"):
+        path = Path(str(OmegaConf.select(cfg, key))).expanduser().absolute()
+        _check(not any(str(path) == p or str(path).startswith(p + "/") for p in _NOT_FOR_FILES),
+               f"{key}={path} is in {path.parts[0]}{path.parts[1]}: pick a folder for files")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        _check(existing.is_dir(), f"{key}={path} is under {existing}, which is a file, not a folder")
+        _check(os.access(existing, os.W_OK | os.X_OK), f"{key}={path}: {existing} is not writable")
+
+
+def check_free_space(folder: Path, need: int, key: str = "run.dir", what: str = "a checkpoint of this model") -> None:
+    """Refuse to start when `folder` (or its nearest existing parent) has less than `need` bytes free."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    _check(free >= need, f"{key}={folder}: only {free / 2**20:.1f} MiB free on its disk, {what} "
+                         f"needs about {need / 2**20:.1f} MiB")
+
+
+def _refuse(what: str, e: Exception) -> None:
+    print(f"frx-train: error: {what}{str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class ValidateFirst(Callback):
+    """Hydra callback (hydra.callbacks in config.yaml): checks the config and its folders before Hydra makes
+    the run folder, and every point of a sweep (-m) before it launches any job, so that one bad point stops
+    the sweep before anything trains."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_paths(validate(config))
+        except UserError as e:
+            _refuse("", e)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = list(config.hydra.overrides.task)
+        points = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+        loader = GlobalHydra.instance().config_loader()
+        for point in points:
+            swept = [o for o in point if sum(o in p for p in points) < len(points)] or point
+            try:
+                cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
+                check_paths(validate(cfg))
+            except (UserError, OmegaConfBaseException, HydraException) as e:
+                _refuse(f"sweep point {' '.join(swept)}: ", e)
