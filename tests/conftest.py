@@ -1,12 +1,25 @@
-"""What the tests share: the overrides that keep a run in a temporary folder, and small MNIST-like idx
-files (random pixels and labels) for tests that must not read the real set."""
+"""What the tests share: the overrides that keep a run in a temporary folder, small MNIST-like idx
+files (random pixels and labels) for tests that must not read the real set, and the scripts/ modules."""
 
 import gzip
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from frx.data import mnist
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (registered in sys.modules, where its dataclasses look it up)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "scripts" /
+                                                      f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def tmp_overrides(tmp: Path, *extra: str) -> list[str]:

@@ -13,6 +13,8 @@ from frx.config import UserError
 from frx.naming import PAPER_RECORDS
 from frx.train import compose
 
+from conftest import load_script
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -93,12 +95,7 @@ def test_finished_runs_are_skipped_with_a_note_also_in_a_sweep(tmp_path):
 
 def test_own_runs_and_paper_records_go_to_different_places(capsys):
     assert not compose([]).run.records_dir.startswith(PAPER_RECORDS)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_missing", REPO / "scripts" / "run_missing.py")
-    rm = importlib.util.module_from_spec(spec)
-    sys.modules["run_missing"] = rm  # its dataclasses look their module up there
-    spec.loader.exec_module(rm)
+    rm = load_script("run_missing")
     assert rm.main(["--table", "1", "--scale", "full", "--dry-run"]) == 0  # what `make table1 SCALE=full` does
     lines = [line for line in capsys.readouterr().out.splitlines() if " seed 0: " in line]
     assert len(lines) == len(rm.experiments(1, REPO / "frx" / "conf"))

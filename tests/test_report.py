@@ -7,6 +7,8 @@ import torch
 
 from frx import report
 
+from conftest import load_script
+
 LENET5 = [("conv1.weight", "conv", [20, 1, 5, 5]), ("conv2.weight", "conv", [50, 20, 5, 5]),
           ("fc1.weight", "linear", [500, 800]), ("fc2.weight", "linear", [10, 500])]
 ALEXNET_DENSE = 57_035_456
@@ -215,14 +217,7 @@ def test_sample_and_overlay_figures(tmp_path):
 
 
 def _run_missing():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "run_missing.py"
-    spec = importlib.util.spec_from_file_location("run_missing", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("run_missing")
 
 
 def test_run_missing_staleness(tmp_path):

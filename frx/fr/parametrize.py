@@ -166,9 +166,9 @@ class FR:
                 continue
             with torch.no_grad():
                 t = module.parametrizations.weight.original
-                before = p._masked_corner(t).norm()
+                before = p.masked_corner(t).norm()
                 p.set_k(k)
-                after = p._masked_corner(t).norm()
+                after = p.masked_corner(t).norm()
                 if after > 0:
                     t.mul_(before / after)
 
