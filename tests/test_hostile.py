@@ -612,7 +612,7 @@ def test_records_with_malformed_fields_are_skipped_with_a_note(tmp_path, capsys)
 
     from frx.report.frames import load_records
 
-    good = json.loads(next(Path("results/runs/table1").glob("lenet5_v2__seed0.json")).read_text())
+    good = json.loads((Path(__file__).parent.parent / "results/runs/table1/lenet5_v2__seed0.json").read_text())
     (tmp_path / "good.json").write_text(json.dumps(good))
     damage = {"value": lambda r: r["metric"].update(value="0.99"), "kept": lambda r: r["tensors"][0].update(kept="x"),
               "seed": lambda r: r.update(seed="zero"), "counts": lambda r: r["counts"].update(kept_weights=None),
