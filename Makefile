@@ -5,6 +5,8 @@ SCALE  ?= smoke
 SEEDS     ?= 0
 OVERRIDES ?=
 STAMP  := $(VENV)/.frx-installed
+# the paper tables, named: frx-report writes results/ only when asked for it
+REPORT  = $(PY) -m frx.report --records results/runs --out results
 
 .PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 cpu-table2 cpu-table2-status clean-venv wheels wheels-table4 gpu-table2 gpu-table4
 
@@ -46,17 +48,17 @@ clean-venv:
 
 # Tables from the existing run records only (no training): results/table*.{md,csv,tex}, layers/, figures/.
 report: $(STAMP)
-	$(PY) -m frx.report
+	$(REPORT)
 
 # Run a table's experiments whose records are missing or stale (SCALE=smoke|full, SEEDS="0 1 2",
 # OVERRIDES="trainer.device=cuda"), then regenerate the tables (also after a failed run; exit status kept).
 # These are the only targets that write run records into results/runs.
 table1 table3 table4: $(STAMP)
-	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s
 
 table2: $(STAMP)
 	$(PY) $(if $(filter cpu,$(SCALE)),$(CPU_TABLE2),scripts/run_missing.py --table 2 --scale $(SCALE) --seeds $(SEEDS)) \
-		-- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+		-- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s
 
 # Table 2 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC): the missing rows in
 # value order, in the background, continuing from their checkpoints after any stop. Run folders, logs, the
@@ -73,7 +75,7 @@ cpu-table2-status: $(STAMP)
 	$(PY) $(CPU_TABLE2) --status -- $(OVERRIDES)
 
 tables: $(STAMP)
-	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(PY) -m frx.report && exit $$s
+	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s
 
 # Table 2 or 4 on one GPU within BUDGET_S seconds, most valuable rows first, several at once; one archive
 # gpu_table2.tar.gz / gpu_table4.tar.gz in ARCHIVE_DIR ($$OUT on a device machine). Needs only python3

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import UserError, _check, validate
+from .naming import run_stem
 
 # file systems that hold no user files
 _NOT_FOR_FILES = ("/proc", "/sys", "/dev")
@@ -59,19 +60,51 @@ class ValidateFirst(Callback):
     the sweep before anything trains."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from .rundir import hold
+
         try:
             check_paths(validate(config))
+            hold(Path(str(config.run.dir)))  # before Hydra writes .hydra/ and train.log into a live run's folder
         except UserError as e:
             _refuse("", e)
 
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .rundir import release
+
+        release(Path(str(config.run.dir)))
+
+    # the sweep points that failed at run time, in this process (None: no sweep runs its points here)
+    failed_points: Optional[list] = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failed, ValidateFirst.failed_points = ValidateFirst.failed_points or [], None
+        if failed:
+            print(f"frx-train: error: {len(failed)} sweep point(s) failed (said above); the others ran",
+                  file=sys.stderr, flush=True)
+            sys.exit(1)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from .rundir import locked
+
         overrides = list(config.hydra.overrides.task)
         points = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+
         loader = GlobalHydra.instance().config_loader()
+        owners: dict[Path, str] = {}  # each run folder and record, and the point that writes it
         for point in points:
-            swept = [o for o in point if sum(o in p for p in points) < len(points)] or point
+            swept = " ".join([o for o in point if sum(o in p for p in points) < len(points)] or point)
             try:
                 cfg = loader.load_configuration(kwargs.get("config_name") or "config", point, RunMode.RUN)
                 check_paths(validate(cfg))
+                run_dir = Path(str(cfg.run.dir)).absolute()
+                record = Path(str(cfg.run.records_dir)).absolute() / f"{run_stem(cfg)}.json"
+                for path in (run_dir, record):
+                    _check(path not in owners, f"it shares {path} with sweep point {owners.get(path)}: the points "
+                                               f"differ only in settings that do not name a run; set run.tag per point")
+                    owners[path] = swept
+                if run_dir.is_dir():
+                    with locked(run_dir):  # a live run's folder: refused before any job starts
+                        pass
             except (UserError, OmegaConfBaseException, HydraException) as e:
-                _refuse(f"sweep point {' '.join(swept)}: ", e)
+                _refuse(f"sweep point {swept}: ", e)
+        ValidateFirst.failed_points = []

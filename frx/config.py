@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -237,7 +238,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     for name, value in positive.items():
         _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
     _check(sc.fid_samples >= 2, "scale.fid_samples must be >= 2")
-    _check(tr.optimizer.lr > 0, f"trainer.optimizer.lr must be > 0, got {tr.optimizer.lr}")
+    _check(0 < tr.optimizer.lr < math.inf, f"trainer.optimizer.lr must be > 0 and finite, got {tr.optimizer.lr}")
     _check(tr.eval_every >= 0, f"trainer.eval_every must be >= 0, got {tr.eval_every}")
     _check(not (fr.enabled and pr.enabled), "fr.enabled and prune.enabled are both true: magnitude pruning is the "
            "baseline for a plain network; use fr=none (or fr.enabled=false) with prune=magnitude")
@@ -245,6 +246,12 @@ def validate(cfg: DictConfig) -> DictConfig:
            f"trainer.device must be auto, cpu, mps, cuda or cuda:N; got {tr.device!r}")
     _check(not (tr.device.startswith("cuda") and not torch.cuda.is_available()),
            f"trainer.device={tr.device} but no CUDA device is available (use trainer.device=auto)")
+    if tr.device.startswith("cuda:"):
+        n = torch.cuda.device_count()
+        _check(int(tr.device[5:]) < n, f"trainer.device={tr.device} but this machine has {n} CUDA device(s): "
+                                       f"cuda:0 to cuda:{n - 1}")
+    _check(tr.device != "mps" or torch.backends.mps.is_available(),
+           "trainer.device=mps but MPS is not available here (use trainer.device=auto)")
     _check(out.run.table in (None, 1, 2, 3, 4), f"run.table must be 1-4 or null, got {out.run.table}")
     _check(isinstance(out.seed, int) and not isinstance(out.seed, bool) and -2**63 <= out.seed < 2**63,
            f"seed must be a 64-bit integer, got {out.seed!r}")
@@ -253,7 +260,10 @@ def validate(cfg: DictConfig) -> DictConfig:
            f"trainer.checkpoint_every_s must be > 0 or null, got {tr.checkpoint_every_s}")
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     opt = tr.optimizer
-    _check(opt.weight_decay >= 0, f"trainer.optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
+    _check(0 <= opt.weight_decay < math.inf,
+           f"trainer.optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
+    _check(not (opt.name == "sgd" and opt.nesterov and opt.momentum == 0),
+           "trainer.optimizer.nesterov=true needs trainer.optimizer.momentum > 0 (torch's SGD refuses it without)")
     _check(0 <= opt.momentum < 1, f"trainer.optimizer.momentum must be in [0, 1), got {opt.momentum}")
     _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
            f"trainer.optimizer.betas must be two values in [0, 1), got {list(opt.betas)}")
@@ -265,8 +275,23 @@ def validate(cfg: DictConfig) -> DictConfig:
         value = OmegaConf.select(out, name)
         _check(value is None or len(value) > 0, f"{name} must be a non-empty list or null, got []")
     _check(fr.dims is None or len(set(fr.dims)) == len(fr.dims), f"fr.dims has repeated dims: {list(fr.dims or [])}")
+    _check_file_name("run.name", out.run.name, folders=True)
+    _check_file_name("run.tag", out.run.tag)
+    _check_file_name("scale.name", sc.name)
     _validate_dataset(out.dataset)
     return out
+
+
+def _check_file_name(key: str, value: Optional[str], folders: bool = False) -> None:
+    """A value that becomes part of a file or folder name (the run's stem) stays inside its folder: no
+    "..", no leading "/", no control characters, and "/" only where it separates folders (run.name)."""
+    if not value:
+        return
+    parts = value.split("/") if folders else [value]
+    ok = value.isprintable() and "\\" not in value and all(p not in ("", ".", "..") for p in parts) \
+        and (folders or "/" not in value)
+    _check(ok, f"{key}={value!r} becomes part of file names: no '..', "
+               + ("no leading, trailing or double '/'" if folders else "no '/'") + ", '\\' or control characters")
 
 
 def _validate_dataset(d: DictConfig) -> None:

@@ -111,9 +111,15 @@ def check_frereg(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ..
     for key, name in frx_name.items():
         t = state[key]
         if tuple(t.shape) != shapes[name]:
-            raise ConvertError(f"{key}: shape {tuple(t.shape)}, {MODEL} expects {shapes[name]}")
-        k = check_positions(key, t)
-        out[name] = (t.to_dense().float(), k)
+            raise ConvertError(f"{src}: {key}: shape {tuple(t.shape)}, {MODEL} expects {shapes[name]}")
+        try:
+            k = check_positions(key, t)
+        except ConvertError as e:
+            raise ConvertError(f"{src}: {e}") from None
+        dense = t.to_dense().float()
+        if not bool(torch.isfinite(dense).all()):
+            raise ConvertError(f"{src}: {key} has non-finite coefficients (nan or inf)")
+        out[name] = (dense, k)
     return out
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from . import models
 from . import record as rec
-from .config import resolved_config
+from .config import UserError, resolved_config
 from .files import atomic_write_bytes
 from .fr import pack, summary, unpack
 from .loop import Loop, method_of
@@ -52,7 +52,10 @@ def pack_and_evaluate(cfg: DictConfig, loop: Loop, run_dir: Path, device: Any) -
     packed, values, plain = {}, {}, {}
     for dtype in ("float32", "float16") + (("int8",) if method == "fr" else ()):
         path = run_dir / f"model.{dtype}.frx"
-        packed[dtype] = int(pack(loop.model, path, dtype=dtype, meta=meta, overwrite=True))
+        try:
+            packed[dtype] = int(pack(loop.model, path, dtype=dtype, meta=meta, overwrite=True))
+        except ValueError as e:  # non-finite weights, or beyond float16's range
+            raise UserError(f"cannot pack the trained model: {e}") from None
         plain[dtype] = models.build_from_config(cfg.model)
         plain[dtype].load_state_dict(unpack(path))
         plain[dtype].to(device).eval()

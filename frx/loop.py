@@ -46,18 +46,22 @@ def stop_on_sigint():
     """An Event that the first Ctrl-C or SIGTERM (what a cluster scheduler sends before it preempts a
     job) sets: the loop then stops after the current step and saves a checkpoint. A second signal raises
     KeyboardInterrupt at once. Outside the main thread, or for a signal that is ignored (Ctrl-C in a job
-    a shell started in the background), the usual effect stays."""
+    a shell started in the background), the usual effect stays. SIGUSR2 (submitit's signal before a Slurm
+    preemption or time limit) stops the loop too, and then goes on to the handler that was there (submitit's
+    requeues the job, which then continues from the checkpoint: frx.train.requeued_by_slurm)."""
     stop = threading.Event()
+    caught = []
 
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        caught.append(signum)
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning("%s: saving a checkpoint after this step (a second one stops at once)", what)
 
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
         if signal.getsignal(sig) is signal.SIG_IGN:
             continue
         try:
@@ -69,6 +73,8 @@ def stop_on_sigint():
     finally:
         for sig, handler_before in previous.items():
             signal.signal(sig, handler_before)
+        if caught == [signal.SIGUSR2] and callable(previous[signal.SIGUSR2]):
+            previous[signal.SIGUSR2](signal.SIGUSR2, None)
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import subprocess
+import typing
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -49,7 +50,7 @@ class Record:
     dataset: str
     data: dict  # notes on the data actually used (split sizes, subset notes) from the data loader
     task: str  # "classification" | "segmentation" | "gan" | "vae"
-    seed: int
+    seed: Optional[int]  # None for a model frx did not train (a converted release)
     device: str
     # METRIC_FIELDS: name, higher_is_better, value (float32 pack), value_fp16, value_live (None where that
     # model was not evaluated, e.g. a converted release has only its float16 file); and value_int8
@@ -70,9 +71,23 @@ class Record:
     path: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        """Refuse a record whose fields have other types than written (a record from elsewhere is input)."""
+        hints = typing.get_type_hints(Record)
+        for f in dataclasses.fields(self):
+            if not _is_a(getattr(self, f.name), hints[f.name]):
+                raise ValueError(f"record field {f.name} is {getattr(self, f.name)!r:.60}, "
+                                 f"not {_type_name(hints[f.name])}")
         missing = [k for k in METRIC_FIELDS if k not in self.metric]
         if missing:
             raise ValueError(f"record metric lacks fields {missing}")
+        bad = [k for k, v in self.metric.items() if k.startswith("value") and not _is_a(v, Optional[float])]
+        bad += [f"tensors[{i}]" for i, t in enumerate(self.tensors) if not (isinstance(t, dict) and all(
+            _is_a(t.get(k), int) for k in ("dense", "kept")))]
+        bad += [f"counts.{k}" for k, v in self.counts.items() if not _is_a(v, int)]
+        bad += [f"packed_bytes.{k}" for k, v in self.packed_bytes.items() if not _is_a(v, int)]
+        bad += [f"epochs[{i}]" for i, e in enumerate(self.epochs) if not isinstance(e, dict)]
+        if bad:
+            raise ValueError(f"record has malformed fields: {', '.join(bad[:5])}")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -90,6 +105,21 @@ class Record:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name != "path")
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """isinstance for the record's field types: Optional[X], and an int (not a bool) where a float goes."""
+    if typing.get_origin(hint) is typing.Union:
+        return any(_is_a(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return " or ".join(_type_name(h) for h in typing.get_args(hint)) if typing.get_args(hint) else hint.__name__
 
 
 def write(path: str | os.PathLike, record: Record) -> Path:

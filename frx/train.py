@@ -22,7 +22,10 @@ The parts: `frx.config` (schema, defaults, validation), `frx.naming` (run names)
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import shlex
 import sys
 import time
@@ -31,16 +34,17 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import checkpoint, data, models, tasks
-from .checks import check_free_space, check_paths
+from .checks import ValidateFirst, check_free_space, check_paths
 from .cli import check_command_line
 from .config import CONF_DIR, UserError, compose, task_name, validate
 from .files import remove_stale_temp_files
 from .finish import finish
-from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything
+from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything, steps_per_epoch
 from .naming import hydra_overrides, override_tag, run_name, run_stem
 from .record import Record, git_commit
 from .rundir import locked
@@ -105,15 +109,20 @@ def run(cfg: DictConfig) -> Record:
     pruner = attach_pruner(cfg, model)
 
     run_dir = Path(str(cfg.run.dir))
-    # a checkpoint holds the model and up to two optimizer states per weight; the packed files less
+    # a checkpoint holds the model, up to two optimizer states per weight (3.0x the model's state with Adam) and
+    # ~100 bytes per logged step; its atomic replace holds two at once. The packed files need less
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    check_free_space(run_dir, 4 * state_bytes + 2**20)
+    tr = cfg.trainer
+    logged_steps = tr.epochs * steps_per_epoch(len(splits.train), tr.batch_size, tr.max_steps_per_epoch) // tr.log_every
+    check_free_space(run_dir, 2 * (3 * state_bytes + 100 * logged_steps) + 2**20)
     check_free_space(record_path.parent, cfg.run.keep_packed_max_bytes + 2**20, "run.records_dir", "the record")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with locked(run_dir):
+    with locked(run_dir), full_disk_stops(cfg, run_dir):
         _refuse_finished(cfg, record_path)  # again: another run may have finished it meanwhile
         for folder in (run_dir, record_path.parent):
             remove_stale_temp_files(folder)
+        if requeued_by_slurm() and (run_dir / checkpoint.FILENAME).exists():
+            cfg.trainer.resume = True
         loop = Loop(cfg, model, task, splits, handle, pruner, stem, run_dir)
         loop.resume()
         log.info("%s: %s %s on %d train / %d val (%s), %d epochs x %d steps", run_name(cfg),
@@ -125,6 +134,34 @@ def run(cfg: DictConfig) -> Record:
             for path in (loop.ckpt_path, run_dir / "model.float32.frx"):
                 path.unlink(missing_ok=True)
         return record
+
+
+def requeued_by_slurm() -> bool:
+    """A Slurm job that was requeued (submitit requeues a hydra/launcher=slurm job on its signal before a preemption
+    or time limit, after the loop saved a checkpoint): it continues from the checkpoint."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+@contextlib.contextmanager
+def full_disk_stops(cfg: DictConfig, run_dir: Path):
+    """A disk that fills up mid-run ends the run with one line (UserError); checkpoints are written atomically,
+    so the last one saved stays intact. torch.save reports a failed write as a RuntimeError caused by the OSError."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        cause = e
+        while cause is not None and getattr(cause, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        saved = run_dir / checkpoint.FILENAME
+        then = f"{saved} (the last checkpoint) is intact; free some space, then resume with: {resume_command(cfg)}" \
+            if saved.exists() else "no checkpoint was saved; free some space and run it again"
+        raise UserError(f"out of disk space ({cause.strerror}) while writing the run's files: {then}") from None
+
+
+class SweepPointFailed(CompactHydraException):
+    """A sweep point stopped with an error (said in one line as it happened); the other points ran."""
 
 
 def resume_command(cfg: DictConfig) -> str:
@@ -147,7 +184,13 @@ def _main(cfg: DictConfig) -> None:
         sys.exit(130)
     except UserError as e:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+            # one line now, and the other points run; the sweep ends with status 1 (ValidateFirst.on_multirun_end,
+            # or the launcher's report of a SweepPointFailed where the points run in other processes)
+            print(f"frx-train: error: sweep point {' '.join(hydra_overrides(cfg))}: {e}", file=sys.stderr, flush=True)
+            if ValidateFirst.failed_points is None:
+                raise SweepPointFailed("frx-train: error: a sweep point failed (said above)") from None
+            ValidateFirst.failed_points.append(hydra_overrides(cfg))
+            return
         print(f"frx-train: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
 

@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import tarfile
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,11 +58,26 @@ def _get(d: dict, key: str):
     return d[key] if key in d else d[key.encode()]
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """The official batches hold dicts, lists, strings and NumPy arrays; a pickle of anything else could run code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # bytes in protocol 2
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it holds a {module}.{name}, not only arrays and lists")
+        return super().find_class(module, name)
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
-    x = np.asarray(_get(d, "data"), dtype=np.uint8).reshape(-1, 3, 32, 32)
-    y = np.asarray(_get(d, "labels"), dtype=np.int64)
+    try:
+        with open(path, "rb") as f:
+            d = _BatchUnpickler(f, encoding="latin1").load()
+        x = np.asarray(_get(d, "data"), dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(_get(d, "labels"), dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e}); import the data "
+                         f"again with frx-data import cifar10") from None
     return x, y
 
 
@@ -275,6 +291,16 @@ def import_files(src, root, force: bool = False, lossless=None, jobs: int | None
     src = Path(src).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist")
+    try:
+        return _import_files(src, root, force, lossless, jobs, progress)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, KeyError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{src} is not what its name says ({type(e).__name__}: {str(e).partition(chr(10))[0]})") \
+            from None
+    except ValueError as e:  # NumPy's do not name the file
+        raise ValueError(str(e) if str(src) in str(e) else f"{src}: {e}") from None
+
+
+def _import_files(src: Path, root, force: bool, lossless, jobs: int | None, progress: bool) -> dict:
     if src.suffix == ".npz" and "train_jpeg" in np.load(src).files:
         return import_jpeg(src, root, force=force, lossless=Path(lossless).expanduser() if lossless else None,
                            jobs=jobs, progress=progress)

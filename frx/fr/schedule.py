@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+
 UNITS = ("step", "epoch")
 
 
 def check_rate(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return float(value)
 
 
 class TailDropout:

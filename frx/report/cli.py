@@ -1,8 +1,10 @@
 """Run records -> the paper's Tables 1-4, our numbers beside the published ones.
 
-    frx-report [--records results/runs] [--out results] [--no-figures] [--smoke-figures]
+    frx-report [--records results/runs] [--out DIR] [--no-figures] [--smoke-figures]
 
-Reads every run record (JSON, one per run) under --records and writes, under --out:
+Reads every run record (JSON, one per run) under --records and writes, under --out (results, the
+paper tables, for the paper records results/runs; outputs/report for any other records, so that a
+report of one's own runs never replaces the paper tables):
 
 - table1.md ... table4.md, with .csv and .tex: one line per paper row (and per scale and
   linear-view variant that was run): our metric (mean ± std over seeds, n), the paper's, the
@@ -39,8 +41,16 @@ from .frames import NOT_RUN, load_records
 from .paper import PAPER
 from .writers import write_layers, write_table
 
+PAPER_TABLES = "results"  # where the paper tables live (`make report`, `make tableN`)
+OWN_TABLES = "outputs/report"  # the default for records other than the paper's
 
-def generate(records_dir: str | Path = PAPER_RECORDS, out: str | Path = "results", figures: bool = True,
+
+def default_out(records_dir: str | Path) -> str:
+    """results for the paper records, else outputs/report: the paper tables change only when named."""
+    return PAPER_TABLES if Path(records_dir).resolve() == Path(PAPER_RECORDS).resolve() else OWN_TABLES
+
+
+def generate(records_dir: str | Path = PAPER_RECORDS, out: str | Path = PAPER_TABLES, figures: bool = True,
              smoke_figures: bool = False) -> dict:
     """Write every table, per-layer table and figure (smoke runs left out of the figures unless
     smoke_figures); returns {table number: frames}."""
@@ -65,11 +75,13 @@ def generate(records_dir: str | Path = PAPER_RECORDS, out: str | Path = "results
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="frx-report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", default=PAPER_RECORDS, help="directory of run records (searched recursively)")
-    ap.add_argument("--out", default="results", help="output directory for tables, layers/ and figures/")
+    ap.add_argument("--out", help=f"output directory for tables, layers/ and figures/ (default: {PAPER_TABLES} for "
+                                  f"--records {PAPER_RECORDS}, else {OWN_TABLES})")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     ap.add_argument("--smoke-figures", action="store_true",
                     help="also plot smoke and reduced-scale runs (left out of the figures by default)")
     args = ap.parse_args(argv)
+    args.out = args.out or default_out(args.records)
     result = generate(args.records, args.out, figures=not args.no_figures, smoke_figures=args.smoke_figures)
     for n, frames in result.items():
         df = frames["main"]
