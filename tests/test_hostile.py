@@ -15,7 +15,7 @@ import frx
 import frx.checks
 import frx.config
 import frx.train
-from frx import checkpoint
+from frx import checkpoint, files
 from frx.data import cli as data_cli
 from frx.fr import codec, fr_tensors
 from frx.rundir import locked
@@ -216,7 +216,7 @@ def test_copy_beside_the_record_is_atomic(tmp_path, monkeypatch):
 
 def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
     gone_pid = 2**22 + 7  # above Linux's largest pid: no such process
-    old = time.time() - 2 * codec.STALE_AFTER_S
+    old = time.time() - 2 * files.STALE_AFTER_S
     stale = tmp_path / f".r__seed0.json.{gone_pid}.tmp"
     fresh = tmp_path / f".checkpoint.pt.{gone_pid}.tmp"  # perhaps a writer on another machine
     live = tmp_path / f".model.frx.{os.getpid()}.tmp"
@@ -225,7 +225,7 @@ def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
         p.write_text("x")
     for p in (stale, live, *users):
         os.utime(p, (old, old))
-    assert codec.remove_stale_temp_files(tmp_path) == [stale]
+    assert files.remove_stale_temp_files(tmp_path) == [stale]
     assert not stale.exists() and all(p.exists() for p in (fresh, live, *users))
 
 
@@ -438,7 +438,7 @@ def test_full_disk_mid_run_is_one_line_and_the_last_checkpoint_resumes(tmp_path,
 
     monkeypatch.chdir(tmp_path)
     args = tmp_overrides(tmp_path, *SMOKE, "trainer.epochs=2")
-    monkeypatch.setattr(codec, "open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr(files, "open", open_on_a_full_disk, raising=False)
     monkeypatch.setattr(sys, "argv", ["frx-train", *args])
     with pytest.raises(SystemExit) as exit_:
         frx.train.main()
@@ -449,7 +449,7 @@ def test_full_disk_mid_run_is_one_line_and_the_last_checkpoint_resumes(tmp_path,
                           f"files: {saved} (the last checkpoint) is intact; free some space, then resume with: "
                           f"frx-train ") and err.endswith(" trainer.resume=true") and "\n" not in err
     assert checkpoint.load(saved)["epoch"] == 1 and not list((tmp_path / "run").glob(".*.tmp"))
-    monkeypatch.setattr(codec, "open", real_open, raising=False)
+    monkeypatch.setattr(files, "open", real_open, raising=False)
     record = run(compose([*args, "trainer.resume=true"]))
     assert len(record.epochs) == 2 and nothing_written(tmp_path) is False
 
