@@ -62,7 +62,7 @@ def sweep(tmp_path_factory):
     """A sweep over plain and FR, each point one job of two processes (hydra/launcher=local)."""
     tmp = tmp_path_factory.mktemp("sweep")
     cmd = [sys.executable, "-m", "frx.train", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
-           *ARGS, f"fr.enabled={'false,true'}", f"hydra.sweep.dir={tmp / 'sweep'}",
+           *ARGS, "fr.enabled=false,true", f"hydra.sweep.dir={tmp / 'sweep'}",
            f"run.dir={tmp}/runs/fr_${{fr.enabled}}", f"run.records_dir={tmp / 'records'}"]
     done = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -130,7 +130,7 @@ def test_killed_process_stops_the_run_which_resumes_on_two(tmp_path, one_process
     done = subprocess.run([*TORCHRUN, *args, "trainer.resume=true"], cwd=tmp_path, env=env(), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"resuming" in (tmp_path / "run" / "train.log").read_text()
+    assert "resuming" in (tmp_path / "run" / "train.log").read_text()
     straight = tmp_path / "one"
     run(compose([*ARGS, "trainer.epochs=3", f"run.dir={straight / 'run'}", f"run.records_dir={straight / 'rec'}"]))
     assert_same_trajectory(steps(straight / "run"), steps(tmp_path / "run"))
