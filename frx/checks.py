@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import UserError, _check, validate
+from .distributed import launch_rank
 from .naming import run_stem
 
 # file systems that hold no user files
@@ -64,7 +65,8 @@ class ValidateFirst(Callback):
 
         try:
             check_paths(validate(config))
-            hold(Path(str(config.run.dir)))  # before Hydra writes .hydra/ and train.log into a live run's folder
+            if launch_rank() == 0:  # the first process of a run on several holds the lock for them all
+                hold(Path(str(config.run.dir)))  # before Hydra writes .hydra/ and train.log into a live run's folder
         except UserError as e:
             _refuse("", e)
 

@@ -26,11 +26,13 @@ frx-train model=resnet18 dataset=cifar10 fr=none          # the plain reference 
 frx-train -m experiment=table1/lenet5_v2 fr.epsilon=0.01,0.001,0.0001 # sweep (Hydra multirun)
 frx-train -m hydra/launcher=parallel ... trainer.threads=1   # joblib: runs side by side on one machine
 frx-train -m hydra/launcher=slurm hydra.launcher.partition=gpu ...   # submitit: one SLURM job per run
+torchrun --nproc_per_node 4 -m frx.train experiment=table2/resnet18_v1   # one run on 4 GPUs (DistributedDataParallel)
 frx-train experiment=table1/lenet5_v2 trainer.resume=true # continue after a crash or kill -9"""
 
 GROUPS = ("model", "dataset", "experiment", "fr", "prune", "trainer", "scale", "run", "hydra/launcher")
 LAUNCHERS = {"basic": "the default: one run after another", "parallel": "joblib, 2 runs side by side",
-             "local": "submitit, local processes", "slurm": "submitit, one SLURM job per run"}
+             "local": "submitit, local processes", "slurm": "submitit, one SLURM job per run",
+             "slurm_ddp": "submitit, one run on several GPUs and nodes (DDP)"}
 
 
 def _options(loader: Any, group: str, prefix: str = "") -> Iterator[str]:

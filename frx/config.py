@@ -105,6 +105,9 @@ class TrainerConf:
     # also save one mid-epoch once this many seconds passed since the last (long epochs); None = epoch ends only
     checkpoint_every_s: Optional[float] = None
     progress: bool = True  # tqdm bar per epoch
+    # on several processes (torchrun): BatchNorm statistics over the whole batch (SyncBatchNorm, GPUs only), as on one
+    sync_bn: bool = True
+    dist_timeout_s: float = 600.0  # on several processes: how long one waits for the others before the run stops
 
 
 @dataclass
@@ -259,6 +262,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(tr.checkpoint_every_s is None or tr.checkpoint_every_s > 0,
            f"trainer.checkpoint_every_s must be > 0 or null, got {tr.checkpoint_every_s}")
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
+    _check(tr.dist_timeout_s > 0, f"trainer.dist_timeout_s must be > 0, got {tr.dist_timeout_s}")
     opt = tr.optimizer
     _check(0 <= opt.weight_decay < math.inf,
            f"trainer.optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from . import models
+from . import distributed, models
 from . import record as rec
 from .config import UserError, resolved_config
 from .files import atomic_write_bytes
@@ -103,7 +103,8 @@ def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device
                                     "value": values["float32"], "value_fp16": values["float16"],
                                     "value_int8": values.get("int8"), "value_live": value_live},
         metric_extra=extra, tensors=tensors, counts=counts, packed_bytes=packed, epochs=loop.log,
-        config=resolved_config(cfg), git_commit=commit, versions=rec.versions(),
+        config=resolved_config(cfg), git_commit=commit,
+        versions=rec.versions() | ({"processes": distributed.world_size()} if distributed.world_size() > 1 else {}),
         wall_time_s=round(loop.elapsed_before + time.time() - t_start, 3), created=rec.now_utc())
     rec.write(record_path, record)
     print_summary(record, record_path, run_dir)

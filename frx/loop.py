@@ -22,7 +22,7 @@ from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import csvlog
+from . import csvlog, distributed
 from .config import UserError, config_diff, flatten, resolved_config
 from .fr import regularize
 from .naming import NOT_COMPUTING
@@ -147,7 +147,14 @@ class Loop:
         total = self.steps * self.tr.epochs
         self.schedulers = [make_scheduler(o, self.tr.scheduler, total) for o in self.optimizers] \
             if self.tr.scheduler.name != "none" else []
-        self.train_model = torch.compile(model) if self.tr.compile else model
+        smallest = min(self.tr.batch_size, len(splits.train) - (self.steps - 1) * self.tr.batch_size)
+        if distributed.world_size() > smallest:
+            raise UserError(f"a batch of {smallest} cannot be shared by {distributed.world_size()} processes: "
+                            f"raise trainer.batch_size, or change dataset.limit_train (the epoch's last batch is the "
+                            f"smallest)")
+        trained = distributed.wrap(model, task.device)  # DDP on several processes, else the model itself
+        self.train_model = torch.compile(trained) if self.tr.compile else trained
+        self.show_progress = self.tr.progress and distributed.is_main()
         self.gen = torch.Generator().manual_seed(int(cfg.seed))  # data order
         self.ckpt_path, self.csv_path = run_dir / ckpt.FILENAME, run_dir / csvlog.FILENAME
         self.epoch, self.log, self.elapsed_before = 0, [], 0.0
@@ -200,6 +207,12 @@ class Loop:
             s.load_state_dict(st)
         self.task.load_state_dict(state["task"])
         ckpt.set_rng_state(state["rng"], self.gen)
+        if distributed.rank() > 0:  # the others' own streams, or fresh ones after a change in the number of processes
+            by_rank = state.get("rng_ranks") or []
+            if len(by_rank) == distributed.world_size():
+                ckpt.set_rng_state(by_rank[distributed.rank()])
+            else:
+                distributed.seed_process(int(self.cfg.seed) + int(state["epoch"]) + 1)
         self.epoch, self.log = int(state["epoch"]), list(state["epochs"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.step_log, self.partial = list(state.get("steps", [])), state.get("partial")
@@ -211,7 +224,11 @@ class Loop:
         return bool(self.tr.checkpoint and every) and time.time() - self.last_save >= every
 
     def save(self, elapsed: float) -> None:
+        """Write the checkpoint (the first process; every process calls this at the same step)."""
         self.last_save = time.time()
+        rng = distributed.gather(ckpt.rng_state(self.gen))  # per process: their global streams differ
+        if not distributed.is_main():
+            return
         ckpt.save(self.ckpt_path, {
             "stem": self.stem, "config": resolved_config(self.cfg), "epoch": self.epoch, "epochs": self.log,
             "model": self.model.state_dict(),
@@ -219,7 +236,12 @@ class Loop:
             "pruner": self.pruner.state_dict() if self.pruner is not None else None,
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers], "task": self.task.state_dict(),
-            "rng": ckpt.rng_state(self.gen), "elapsed": elapsed, "steps": self.step_log, "partial": self.partial})
+            "rng": rng[0], "elapsed": elapsed, "steps": self.step_log, "partial": self.partial,
+            **({"rng_ranks": rng} if len(rng) > 1 else {})})
+
+    def write_csv(self) -> None:
+        if distributed.is_main():
+            csvlog.write(self.csv_path, self.step_log, self.log)
 
     # -- training -----------------------------------------------------------------------------
     def fit(self) -> None:
@@ -232,13 +254,15 @@ class Loop:
                 if entry is not None:
                     self.log.append(entry)
                     self.epoch += 1
+                    distributed.check_same("the epoch and FR's kept count and beta",
+                                           (self.epoch, entry["kept"], entry["beta"]))
                     if self.tr.checkpoint:
                         self.save(elapsed)
-                    csvlog.write(self.csv_path, self.step_log, self.log)
-                if stop.is_set():
+                    self.write_csv()
+                if entry is None or distributed.agree(stop.is_set())[0]:
                     if entry is None or not self.tr.checkpoint:
                         self.save(elapsed)
-                    csvlog.write(self.csv_path, self.step_log, self.log)
+                    self.write_csv()
                     step = self.partial["step"] if self.partial else self.steps
                     raise Interrupted(self.epoch + (1 if self.partial else 0), step, self.steps, self.ckpt_path)
 
@@ -264,8 +288,10 @@ class Loop:
         done, losses = (part["step"], list(part["losses"])) if part else (0, [])
         self.model.train()
         bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if self.tr.progress else True)  # None: only on a terminal
-        batches = iter(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True, generator=self.gen))
+                   disable=None if self.show_progress else True)  # None: only on a terminal
+        shard = distributed.shard()  # on several processes: (rank, world size), each trains on its rows of a batch
+        batches = iter(self.task.batches(self.splits.train, self.tr.batch_size, shuffle=True, generator=self.gen,
+                                         **({"shard": shard} if shard else {})))
         if done:
             # skipping must not draw from the random states saved at the interrupt (the augmentation's too)
             rng, task_state = ckpt.rng_state(), self.task.state_dict()
@@ -277,7 +303,14 @@ class Loop:
         for i, batch in enumerate(batches, start=done):
             if i >= self.steps:
                 break
-            out = self.task.train_step(self.train_model, batch, self.optimizers)
+            if shard is None:
+                out = self.task.train_step(self.train_model, batch, self.optimizers)
+            else:  # the loss over the whole batch: rows weighted by their share (the last batch may not split evenly)
+                total = min(self.tr.batch_size, len(self.splits.train) - i * self.tr.batch_size)
+                lo, hi = distributed.shard_rows(total, *shard)
+                weight = shard[1] * (hi - lo) / total
+                out = self.task.train_step(self.train_model, batch, self.optimizers, weight=weight)
+                out = distributed.batch_mean(out, hi - lo, total)
             for s in self.schedulers:
                 s.step()
             if self.handle is not None:
@@ -294,16 +327,17 @@ class Loop:
                                       "lr": self.optimizers[0].param_groups[0]["lr"]})
                 bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{kept:,}"}, refresh=False)
             bar.update()
-            if self.tr.progress and bar.disable and time.time() - self.last_line >= PROGRESS_EVERY_S:
+            if self.show_progress and bar.disable and time.time() - self.last_line >= PROGRESS_EVERY_S:
                 self.progress_line(epoch, i + 1, losses, kept)
             if i + 1 < self.steps:
                 where = {"step": i + 1, "losses": [float(v) for v in losses], "gen": gen_at_start,
                          "time_s": (part or {}).get("time_s", 0.0) + time.time() - t0}
-                if stop is not None and stop.is_set():
+                stopping, saving = distributed.agree(stop is not None and stop.is_set(), self.mid_epoch_save_due())
+                if stopping:
                     bar.close()
                     self.partial = where
                     return None
-                if self.mid_epoch_save_due():
+                if saving:
                     self.partial = where
                     self.save(self.elapsed_before + time.time() - self.session_start)
                     self.partial = None

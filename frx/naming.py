@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 # do not name a run, and a record that differs only there is up to date (scripts/run_missing.py)
 NOT_COMPUTING = ("run.dir", "run.records_dir", "run.overwrite", "run.keep_all", "run.cache_dir", "dataset.root",
                  "trainer.resume", "trainer.device", "trainer.progress", "trainer.threads", "trainer.checkpoint",
-                 "trainer.checkpoint_every_s", "trainer.log_every")
+                 "trainer.checkpoint_every_s", "trainer.log_every", "trainer.dist_timeout_s")
 # the records behind the paper tables (frx-report reads them; scripts/run_missing.py writes them);
 # a run started by hand keeps its record in run.records_dir (outputs/records) instead
 PAPER_RECORDS = "results/runs"

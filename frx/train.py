@@ -18,6 +18,8 @@ the training model itself.
 
 The parts: `frx.config` (schema, defaults, validation), `frx.naming` (run names),
 `frx.loop` (the epochs, checkpoints, resuming), `frx.finish` (pack, evaluate, record).
+
+One run on several processes: `torchrun --nproc_per_node N -m frx.train experiment=...` (`frx.distributed`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import checkpoint, data, models, tasks
+from . import checkpoint, data, distributed, models, tasks
 from .checks import ValidateFirst, check_free_space, check_paths
 from .cli import check_command_line
 from .config import CONF_DIR, UserError, compose, task_name, validate
@@ -80,8 +82,9 @@ def _refuse_finished(cfg: DictConfig, record_path: Path) -> None:
                           f"again; or change seed / run.tag)")
 
 
-def run(cfg: DictConfig) -> Record:
-    """Train, pack, evaluate and record one configuration; returns the record."""
+def run(cfg: DictConfig) -> Record | None:
+    """Train, pack, evaluate and record one configuration; returns the record (on several processes, the
+    first one's; the others return None)."""
     t_start = time.time()
     commit = git_commit()  # the code that runs: HEAD may move while it trains
     cfg = validate(cfg)
@@ -91,10 +94,13 @@ def run(cfg: DictConfig) -> Record:
     _refuse_finished(cfg, record_path)
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
-    device = pick_device(cfg.trainer.device)
+    device = distributed.init(pick_device(cfg.trainer.device), cfg.trainer.dist_timeout_s)
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     splits = load_data(cfg, device)
     task = tasks.build(task_name(cfg), cfg, splits, device, data.batches)
+    if distributed.active() and type(task).train_step is not tasks.Task.train_step:
+        raise UserError(f"task {task.name} steps its networks one by one, which does not run on several processes; "
+                        f"train it as one process")
     if cfg.trainer.amp and not task.amp:
         log.info("trainer.amp: %s autocast is for CUDA; on the %s this run computes in float32 "
                  "(trainer.amp_dtype=bfloat16 autocasts on the CPU)", cfg.trainer.amp_dtype, device.type)
@@ -106,6 +112,8 @@ def run(cfg: DictConfig) -> Record:
     model.to(device)
     if cfg.trainer.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.trainer.sync_bn:
+        model = distributed.sync_batchnorm(model, device)
     pruner = attach_pruner(cfg, model)
 
     run_dir = Path(str(cfg.run.dir))
@@ -117,18 +125,23 @@ def run(cfg: DictConfig) -> Record:
     check_free_space(run_dir, 2 * (3 * state_bytes + 100 * logged_steps) + 2**20)
     check_free_space(record_path.parent, cfg.run.keep_packed_max_bytes + 2**20, "run.records_dir", "the record")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with locked(run_dir), full_disk_stops(cfg, run_dir):
+    main_process = locked(run_dir) if distributed.is_main() else contextlib.nullcontext()  # one lock per run
+    with main_process, full_disk_stops(cfg, run_dir):
         _refuse_finished(cfg, record_path)  # again: another run may have finished it meanwhile
-        for folder in (run_dir, record_path.parent):
-            remove_stale_temp_files(folder)
+        if distributed.is_main():
+            for folder in (run_dir, record_path.parent):
+                remove_stale_temp_files(folder)
         if requeued_by_slurm() and (run_dir / checkpoint.FILENAME).exists():
             cfg.trainer.resume = True
         loop = Loop(cfg, model, task, splits, handle, pruner, stem, run_dir)
+        distributed.seed_process(int(cfg.seed))
         loop.resume()
         log.info("%s: %s %s on %d train / %d val (%s), %d epochs x %d steps", run_name(cfg),
                  "fr" if handle else "prune" if pruner else "plain", model.__class__.__name__,
                  len(splits.train), len(splits.val), device, cfg.trainer.epochs, loop.steps)
         loop.fit()
+        if not distributed.is_main():
+            return None
         record = finish(cfg, loop, run_dir, record_path, device, t_start, commit)
         if not cfg.run.keep_all:  # the large files, of no use once the record is written (float16 is the packed model)
             for path in (loop.ckpt_path, run_dir / "model.float32.frx"):
@@ -167,15 +180,26 @@ class SweepPointFailed(CompactHydraException):
 def resume_command(cfg: DictConfig) -> str:
     """The command line that continues this run from its checkpoint."""
     keep = [o for o in hydra_overrides(cfg) if o.split("=", 1)[0].lstrip("+~") != "trainer.resume"]
-    return " ".join(["frx-train", *map(shlex.quote, keep), "trainer.resume=true"])
+    world = distributed.world_size()
+    if world == 1:
+        launch = ["frx-train"]
+    elif int(os.environ.get("LOCAL_WORLD_SIZE", 0)) == world:
+        launch = ["torchrun", f"--nproc_per_node={world}", "-m", "frx.train"]
+    else:
+        launch = ["(the same launcher)", "-m", "frx.train"]
+    return " ".join([*launch, *map(shlex.quote, keep), "trainer.resume=true"])
 
 
 def _main(cfg: DictConfig) -> None:
+    first = distributed.launch_rank() == 0  # the one process that speaks for a run on several
     try:
         run(cfg)
     except RunFinished as e:  # a note, not an error: a sweep goes on with its other points
-        print(f"frx-train: {e}", flush=True)
+        if first:
+            print(f"frx-train: {e}", flush=True)
     except (Interrupted, KeyboardInterrupt) as e:
+        if not first:
+            sys.exit(130)
         saved = Path(str(cfg.run.dir)) / checkpoint.FILENAME
         what = str(e) if isinstance(e, Interrupted) else (
             f"interrupted; {saved} (after the last finished epoch) is kept" if saved.exists()
@@ -191,8 +215,17 @@ def _main(cfg: DictConfig) -> None:
                 raise SweepPointFailed("frx-train: error: a sweep point failed (said above)") from None
             ValidateFirst.failed_points.append(hydra_overrides(cfg))
             return
-        print(f"frx-train: error: {e}", file=sys.stderr, flush=True)
+        where = "" if first else f" (process {distributed.launch_rank()})"
+        print(f"frx-train: error{where}: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Exception as e:
+        if not distributed.lost_peer(e):
+            raise
+        print(f"frx-train: error: {distributed.lost_peer_message(e)}; resume from its last checkpoint with: "
+              f"{resume_command(cfg)}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    finally:
+        distributed.close()
 
 
 def main() -> None:
@@ -201,6 +234,8 @@ def main() -> None:
     except UserError as e:
         print(f"frx-train: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: Hydra's .hydra/ folder from the first process only
+        sys.argv.append("hydra.output_subdir=null")
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_main)()
 
 

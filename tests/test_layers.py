@@ -13,7 +13,7 @@ FLOORS = [
     ("models and data", ["frx.models", "frx.data", "frx.prune", "frx.record", "frx.checkpoint", "frx.csvlog",
                          "frx.figures"]),
     ("tasks", ["frx.tasks"]),
-    ("config", ["frx.config", "frx.checks", "frx.cli", "frx.rundir"]),
+    ("config", ["frx.config", "frx.distributed", "frx.checks", "frx.cli", "frx.rundir"]),
     ("training", ["frx.loop", "frx.finish", "frx.train"]),
     ("commands and report", ["frx.evaluate", "frx.convert", "frx.fid_checks", "frx.report"]),
 ]

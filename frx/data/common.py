@@ -1,6 +1,7 @@
 """Shared pieces of the data loaders: splits, batching, errors, safe file writes."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -122,27 +123,64 @@ def tensor_split(x_uint8: torch.Tensor, y, cfg, lim) -> TensorSplit:
     return TensorSplit(x, y, size)
 
 
+def shard_rows(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows lo:hi of a batch of n that process `rank` of `world` trains on: consecutive, sizes differing by at
+    most one."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+class _RowsOfBatches:
+    """A batch sampler: each batch of `batches` cut to one process's rows."""
+
+    def __init__(self, batches, shard: tuple[int, int]):
+        self.batches, self.shard = batches, shard
+
+    def __iter__(self):
+        for b in self.batches:
+            lo, hi = shard_rows(len(b), *self.shard)
+            yield b[lo:hi]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def batches(split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-            device="cpu", drop_last: bool = False, augment=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            device="cpu", drop_last: bool = False, augment=None,
+            shard: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches on ``device``. In-memory splits are indexed directly
     (call ``split.to(device)`` once to keep the whole split on a GPU) and ``augment``
     (e.g. ``CropFlip``) transforms each whole batch; other splits (Carvana) go through
-    a DataLoader with the split's ``num_workers``."""
+    a DataLoader with the split's ``num_workers``. ``shard`` = (rank, world size): every process
+    draws the same order and gets its rows (``shard_rows``) of each batch of ``batch_size``,
+    augmented as they would be in the whole batch."""
     if isinstance(split, TensorSplit):
         n = len(split)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         order = order.to(split.device)
         stop = n - n % batch_size if drop_last else n
         for i in range(0, stop, batch_size):
-            yield split.take(order[i:i + batch_size], device, augment)
+            if shard is None:
+                yield split.take(order[i:i + batch_size], device, augment)
+            else:
+                idx = order[i:i + batch_size]
+                lo, hi = shard_rows(len(idx), *shard)
+                rows = None if augment is None else functools.partial(augment, of=len(idx), start=lo)
+                yield split.take(idx[lo:hi], device, rows)
         return
     if augment is not None:
         raise ValueError("batch augmentation needs an in-memory split")
     device = torch.device(device)
     workers = getattr(split, "num_workers", 0)
-    loader = torch.utils.data.DataLoader(
-        split, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
-        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    if shard is not None:  # the samplers DataLoader(shuffle=...) makes, each batch cut to this process's rows
+        order = torch.utils.data.RandomSampler(split, generator=generator) if shuffle \
+            else torch.utils.data.SequentialSampler(split)
+        rows = _RowsOfBatches(torch.utils.data.BatchSampler(order, batch_size, drop_last), shard)
+        loader = torch.utils.data.DataLoader(split, batch_sampler=rows, generator=generator, num_workers=workers,
+                                             pin_memory=device.type == "cuda", persistent_workers=False)
+    else:
+        loader = torch.utils.data.DataLoader(
+            split, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
+            num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
@@ -156,18 +194,22 @@ class CropFlip:
     def __init__(self, generator: torch.Generator, padding: int = 4, flip: bool = True):
         self.generator, self.padding, self.flip = generator, int(padding), bool(flip)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, of: int | None = None, start: int = 0) -> torch.Tensor:
+        """x, or x as rows start:start + len(x) of a batch of `of` (one process's rows): the random numbers
+        are drawn for the whole batch, so that every process draws the same and uses its rows of them."""
         n, c, h, w = x.shape
         p, dev = self.padding, x.device
+        draw = (lambda t: t) if of is None else (lambda t: t[start:start + n])
+        size = n if of is None else of
         if p:
             xp = F.pad(x, (p, p, p, p), mode="reflect")
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator, device=dev)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator, device=dev)
+            dy = draw(torch.randint(0, 2 * p + 1, (size,), generator=self.generator, device=dev))
+            dx = draw(torch.randint(0, 2 * p + 1, (size,), generator=self.generator, device=dev))
             rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None].expand(n, c, h, w + 2 * p)
             cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :].expand(n, c, h, w)
             x = xp.gather(2, rows).gather(3, cols)
         if self.flip:
-            flip = torch.rand(n, generator=self.generator, device=dev) < 0.5
+            flip = draw(torch.rand(size, generator=self.generator, device=dev)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
 

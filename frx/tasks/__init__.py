@@ -53,9 +53,10 @@ class Task:
 
     # -- data ---------------------------------------------------------------------------------
     def batches(self, split: Any, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterable:
+                generator: torch.Generator | None = None, shard: tuple[int, int] | None = None) -> Iterable:
+        """shard: (rank, world size) of a run on several processes: this process's rows of each batch."""
         return self._batches(split, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                             device=self.device)
+                             device=self.device, shard=shard)
 
     def sample_input(self, n: int = 2) -> torch.Tensor:
         x = next(iter(self.batches(self.splits.train, n)))[0]
@@ -90,12 +91,15 @@ class Task:
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Mapping[str, float]]:
         raise NotImplementedError
 
-    def train_step(self, model: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer]) -> dict:
+    def train_step(self, model: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer],
+                   weight: float = 1.0) -> dict:
         """One optimization step. Returns {"loss": ..., ...} as numbers or 0-dim tensors (extra entries
-        are shown and logged); tensors are read back only when a log line needs them."""
+        are shown and logged); tensors are read back only when a log line needs them. `weight` scales the
+        loss that is differentiated: a process of a distributed run whose share of the batch is larger or
+        smaller than the others' (DDP averages the gradients over the processes)."""
         with self.autocast():
             loss, extra = self.loss(model, batch)
-        self.backward_step(loss, optimizers[0])
+        self.backward_step(loss if weight == 1 else loss * weight, optimizers[0])
         return {"loss": loss.detach(), **extra}
 
     # -- evaluation ---------------------------------------------------------------------------

@@ -34,12 +34,12 @@ class Classification(Task):
             gen = torch.Generator(device=where).manual_seed(int(cfg.seed) + 1)
             self.augment = CropFlip(gen, padding=int(aug.get("crop_padding", 0)), flip=bool(aug.get("flip", False)))
 
-    def batches(self, split, batch_size, shuffle=False, generator=None):
+    def batches(self, split, batch_size, shuffle=False, generator=None, shard=None):
         # the training split's shuffled batches are augmented; evaluation never is
         if self.augment is not None and shuffle and split is self.splits.train:
             return self._batches(split, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                                 device=self.device, augment=self.augment)
-        return super().batches(split, batch_size, shuffle, generator)
+                                 device=self.device, augment=self.augment, shard=shard)
+        return super().batches(split, batch_size, shuffle, generator, shard)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
