@@ -2,6 +2,7 @@
 a runner stopped by SIGTERM leaves checkpoints that the next start continues, finished records are kept
 there too and put back into a checkout that lacks them, and --status says where each row is."""
 
+import json
 import os
 import re
 import signal
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from frx.rundir import locked
 
 from tiny_cifar import write_tiny_set
 
@@ -44,37 +47,39 @@ def test_runner_runs_keeps_and_restores_records(tmp_path):
 
 def test_runner_stopped_by_sigterm_continues_from_checkpoint(tmp_path):
     write_tiny_set(tmp_path / "src")
-    long = ["trainer.epochs=12"]
+    long = ["trainer.epochs=20"]
     started = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True,
                              timeout=120)
     assert started.returncode == 0 and "runner started in the background" in started.stdout, started.stderr
     pid = int(re.search(r"pid (\d+)", started.stdout)[1])
-    again = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True, timeout=120)
-    assert again.returncode != 0 and "already running" in again.stderr  # one runner per table and work dir
     runs = tmp_path / "work" / "runs" / "table2"
     deadline = time.time() + 240
-    while not list(runs.glob("*/checkpoint.pt")):  # the first epoch's checkpoint
+    while not list(runs.glob("*/checkpoint.pt")):  # the first epoch's checkpoint: stop the runner now
         assert time.time() < deadline, "no checkpoint written"
         time.sleep(0.05)
-    status = subprocess.run(runner(tmp_path, "--status", overrides=long), capture_output=True, text=True,
-                            timeout=120).stdout
-    assert re.search(r"^running +table2/resnet18_ref seed 0", status, re.M), status
     os.kill(pid, signal.SIGTERM)
+    again = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "already running" in again.stderr  # one runner per table and work dir
     deadline = time.time() + 120
     while _alive(pid):
         assert time.time() < deadline, "the runner did not stop"
         time.sleep(0.1)
     status = subprocess.run(runner(tmp_path, "--status", overrides=long), capture_output=True, text=True,
                             timeout=120).stdout
-    assert re.search(r"^stopped +table2/resnet18_ref seed 0", status, re.M), status
+    assert re.search(r"^stopped +table2/resnet18_ref seed 0: epoch \d+/40", status, re.M), status
     assert not (tmp_path / "records" / "table2").exists()
+    [folder] = runs.iterdir()
+    with locked(folder):  # a run holds the folder: the status says it runs
+        status = subprocess.run(runner(tmp_path, "--status", overrides=long), capture_output=True, text=True,
+                                timeout=120).stdout
+    assert re.search(r"^running +table2/resnet18_ref seed 0", status, re.M), status
     p = subprocess.run(runner(tmp_path, overrides=long), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     [log] = (tmp_path / "work" / "logs" / "table2").glob("resnet18_ref__*.log")
     text = log.read_text()
     assert "SIGTERM: saving a checkpoint" in text and "resuming table2/resnet18_ref" in text
     [record] = (tmp_path / "records" / "table2").glob("resnet18_ref__*.json")
-    assert record.exists()
+    assert len(json.loads(record.read_text())["epochs"]) == 20
 
 
 def _alive(pid: int) -> bool:
