@@ -88,7 +88,8 @@ class ValidateFirst(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from .rundir import locked
 
-        overrides = list(config.hydra.overrides.task)
+        # as typed: an override holding an interpolation (run.dir=runs/${fr.enabled}) resolves per point
+        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         points = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
 
         loader = GlobalHydra.instance().config_loader()

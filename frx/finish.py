@@ -3,6 +3,7 @@ metric on fresh plain models loaded from the packed files, and write the record 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .loop import Loop, method_of
 from .naming import hydra_choice, run_name, run_tag
 from .prune import weight_tensors
 
+log = logging.getLogger("frx.train")
 
 def tensor_table(model: nn.Module, plain: nn.Module, method: str,
                  pruned: dict | None = None) -> tuple[list[dict], dict]:
@@ -44,6 +46,18 @@ def tensor_table(model: nn.Module, plain: nn.Module, method: str,
                      "other_params": total - dense}
 
 
+def pack_within_range(model: nn.Module, path: Path, dtype: str, meta: dict) -> int:
+    """pack(); where a tensor other than FR's coefficients (a bias, a norm layer's statistics) is beyond
+    float16's range, the other tensors go in float32 (a warning says so) rather than losing the run."""
+    try:
+        return pack(model, path, dtype=dtype, meta=meta, overwrite=True)
+    except ValueError as e:
+        if dtype == "float32" or "beyond float16's range" not in str(e):
+            raise
+        log.warning("%s; packing %s with the tensors other than FR's coefficients in float32", e, path.name)
+        return pack(model, path, dtype=dtype, plain_dtype="float32", meta=meta, overwrite=True)
+
+
 def pack_and_evaluate(cfg: DictConfig, loop: Loop, run_dir: Path, device: Any) -> tuple[dict, dict, nn.Module]:
     """(packed bytes, metric per dtype, the plain model loaded from the float32 pack). int8 stores only
     FR's kept coefficients in int8 (the other tensors in float16), so it is packed for FR runs only."""
@@ -53,8 +67,8 @@ def pack_and_evaluate(cfg: DictConfig, loop: Loop, run_dir: Path, device: Any) -
     for dtype in ("float32", "float16") + (("int8",) if method == "fr" else ()):
         path = run_dir / f"model.{dtype}.frx"
         try:
-            packed[dtype] = int(pack(loop.model, path, dtype=dtype, meta=meta, overwrite=True))
-        except ValueError as e:  # non-finite weights, or beyond float16's range
+            packed[dtype] = int(pack_within_range(loop.model, path, dtype, meta))
+        except ValueError as e:  # non-finite weights, or kept coefficients beyond float16's range
             raise UserError(f"cannot pack the trained model: {e}") from None
         plain[dtype] = models.build_from_config(cfg.model)
         plain[dtype].load_state_dict(unpack(path))

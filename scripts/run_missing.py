@@ -290,17 +290,24 @@ def status_line(args, row: Row) -> str:
 
 # -- running the rows ------------------------------------------------------------------------------
 
+LOCK_FD = "FRX_RUNNER_LOCK_FD"  # the lock a detached runner inherits from the command that started it
+
+
 def runner_lock(args):
-    """One runner per work dir and table set: hold runner-table<N>.pid's lock while running."""
-    path = args.work_dir / f"runner-table{'-'.join(map(str, args.table))}.pid"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        raise SystemExit(f"run_missing: a runner for this table is already running ({f.read().strip()}); "
-                         f"see its rows with --status")
+    """One runner per work dir and table set: hold runner-table<N>.pid's lock while running (a detached
+    runner holds the one its starter took, so that no second runner starts in between)."""
+    if os.environ.get(LOCK_FD):
+        f = os.fdopen(int(os.environ.pop(LOCK_FD)), "a+")
+    else:
+        path = args.work_dir / f"runner-table{'-'.join(map(str, args.table))}.pid"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise SystemExit(f"run_missing: a runner for this table is already running ({f.read().strip()}); "
+                             f"see its rows with --status")
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -400,11 +407,12 @@ def detach(argv: list[str], args) -> int:
     """Start this script again in the background, in its own session, logging to the work dir."""
     log = args.work_dir / "logs" / f"runner-table{'-'.join(map(str, args.table))}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    runner_lock(args).close()  # refuse at once when one is running
+    lock = runner_lock(args)  # refuse at once when one is running; the runner keeps this lock
     argv = [a for a in argv if a != "--detach"]
-    with open(log, "a") as f:
+    with open(log, "a") as f, lock:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], cwd=ROOT, stdout=f,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                pass_fds=(lock.fileno(),), env={**os.environ, LOCK_FD: str(lock.fileno())})
     print(f"runner started in the background (pid {proc.pid}); its log: {log}\n"
           f"  rows: {sys.executable} {Path(__file__).relative_to(ROOT)} {' '.join(argv)} --status")
     return 0

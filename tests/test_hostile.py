@@ -767,3 +767,22 @@ def test_checkpoint_of_a_run_loads_with_weights_only_and_an_old_one_still_resume
         torch.load(path, weights_only=True)
     record = run(compose([*args, "trainer.resume=true"]))
     assert [e["epoch"] for e in record.epochs] == [1, 2]
+
+
+def test_a_norm_statistic_beyond_float16_keeps_the_run_and_its_float16_pack(tmp_path):
+    """A BatchNorm running variance above 65,504 cannot be float16: the run's float16 pack keeps FR's
+    coefficients in float16 and the other tensors in float32, instead of the run ending unpacked."""
+    from torch import nn
+
+    from frx.finish import pack_within_range
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    frx.regularize(model, epsilon=0.5, gamma=1.0)
+    model[1].running_var.fill_(1e5)
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        frx.pack(model, tmp_path / "plain.frx", dtype="float16")
+    pack_within_range(model, tmp_path / "m.frx", "float16", {})
+    state = frx.unpack(tmp_path / "m.frx")
+    assert float(state["1.running_var"][0]) == 1e5
+    entries = {e["name"]: e for e in frx.unpack_meta(tmp_path / "m.frx")["tensors"]}
+    assert entries["0.weight"]["kind"] == "fr" and entries["1.running_var"]["dtype"] == "float32"

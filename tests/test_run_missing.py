@@ -52,14 +52,14 @@ def test_runner_stopped_by_sigterm_continues_from_checkpoint(tmp_path):
                              timeout=120)
     assert started.returncode == 0 and "runner started in the background" in started.stdout, started.stderr
     pid = int(re.search(r"pid (\d+)", started.stdout)[1])
+    again = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "already running" in again.stderr  # one runner per table and work dir
     runs = tmp_path / "work" / "runs" / "table2"
     deadline = time.time() + 240
     while not list(runs.glob("*/checkpoint.pt")):  # the first epoch's checkpoint: stop the runner now
         assert time.time() < deadline, "no checkpoint written"
         time.sleep(0.05)
     os.kill(pid, signal.SIGTERM)
-    again = subprocess.run(runner(tmp_path, "--detach", overrides=long), capture_output=True, text=True, timeout=120)
-    assert again.returncode != 0 and "already running" in again.stderr  # one runner per table and work dir
     deadline = time.time() + 120
     while _alive(pid):
         assert time.time() < deadline, "the runner did not stop"
