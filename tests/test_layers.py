@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1] / "frx"
 
 # lowest first; a module belongs to the first floor with a prefix of its name
 FLOORS = [
-    ("files", ["frx.files", "frx.naming", "frx.optim"]),
+    ("files", ["frx.files", "frx.naming", "frx.optim", "frx.registry"]),
     ("fr", ["frx.fr", "frx"]),  # `frx` itself re-exports the method only
     ("models and data", ["frx.models", "frx.data", "frx.prune", "frx.record", "frx.checkpoint", "frx.csvlog",
                          "frx.figures"]),

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import registry
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -32,9 +34,7 @@ _REGISTRY: dict[str, DataSpec] = {}  # in registration order: `frx-data list` an
 
 
 def register(spec: DataSpec) -> DataSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"data set {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
+    registry.add(_REGISTRY, spec.name, spec, "data set")
     return spec
 
 

@@ -11,6 +11,8 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from .. import registry
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -44,9 +46,7 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], ModelSpec]] = {}
 def register(spec: ModelSpec) -> Callable:
     """Class or function decorator: ``@register(ModelSpec("lenet5", ...))`` above the builder."""
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if spec.name in _REGISTRY:
-            raise ValueError(f"model {spec.name!r} is registered twice")
-        _REGISTRY[spec.name] = (builder, spec)
+        registry.add(_REGISTRY, spec.name, (builder, spec), "model")
         return builder
 
     return add

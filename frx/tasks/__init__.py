@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from .. import registry
 from ..optim import make_optimizer
 
 
@@ -132,9 +133,7 @@ _REGISTRY: dict[str, type[Task]] = {}
 
 def register(cls: type[Task]) -> type[Task]:
     """Class decorator: the task `cls.name` is built by `cls`."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"task {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
+    registry.add(_REGISTRY, cls.name, cls, "task")
     return cls
 
 
