@@ -32,7 +32,7 @@ Everything a row needs to continue lives in --work-dir (default $FRX_WORK, else 
 the checkout: its run folder runs/<stem>/ (checkpoints), its log logs/<stem>.log, and a copy of each
 finished record under records/ (put back into --records-dir when a new checkout lacks it). A row whose
 run folder holds a checkpoint is continued from it (trainer.resume=true), so running the script again
-after any stop (the end of a session, kill -9, a reboot) continues the table. SIGTERM or Ctrl-C to the
+after any stop (a logout, kill -9, a reboot) continues the table. SIGTERM or Ctrl-C to the
 script stops its rows after their current step, each saving a checkpoint. --detach starts the script
 in the background (its own log work-dir/logs/runner-table<N>.log) and returns; one such runner per
 table and work dir at a time. --status prints each row: done, running (epoch, step, time left),
@@ -210,7 +210,7 @@ def keep_copy(args, row: Row) -> None:
 
 
 def restore_copies(args, rows: list[Row]) -> None:
-    """Put back the records a new checkout lacks (finished in an earlier session) before planning on them."""
+    """Put back the records a new checkout lacks (finished before it was laid) before planning on them."""
     for row in rows:
         if row.status != "missing":
             continue
