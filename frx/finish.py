@@ -96,7 +96,7 @@ def _keep_beside_record(cfg: DictConfig, record_path: Path, run_dir: Path, sampl
 def finish(cfg: DictConfig, loop: Loop, run_dir: Path, record_path: Path, device: Any, t_start: float,
            commit: str | None) -> rec.Record:
     """Pack, evaluate from the packed files, write and print the record (`commit`: the code's, read at the start)."""
-    pruned = loop.pruner.finalize() if loop.pruner is not None else None
+    pruned = loop.method.finalize()
     loop.model.eval()
     value_live = loop.task.evaluate(loop.model, loop.splits.val)
     packed, values, plain32 = pack_and_evaluate(cfg, loop, run_dir, device)

@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import csvlog, distributed
 from .config import UserError, config_diff, flatten, resolved_config
 from .fr import regularize
+from .method import Plain
 from .naming import NOT_COMPUTING
 from .optim import make_scheduler
-from .prune import MagnitudePruner, budget_from_fr, weight_tensors
+from .prune import MagnitudePruner, budget_from_fr
 
 log = logging.getLogger("frx.train")
 PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
@@ -136,12 +136,12 @@ def steps_per_epoch(n: int, batch_size: int, cap: Optional[int]) -> int:
 
 
 class Loop:
-    """The epochs of one run. `handle` is FR's (or None), `pruner` the pruning schedule (or None)."""
+    """The epochs of one run; `method` (frx.method) is what it trains with: plain, FR or pruning."""
 
-    def __init__(self, cfg: DictConfig, model: nn.Module, task: Any, splits: Any, handle, pruner, stem: str,
+    def __init__(self, cfg: DictConfig, model: nn.Module, task: Any, splits: Any, method: Plain, stem: str,
                  run_dir: Path):
         self.cfg, self.tr, self.model, self.task, self.splits = cfg, cfg.trainer, model, task, splits
-        self.handle, self.pruner, self.stem = handle, pruner, stem
+        self.method, self.stem = method, stem
         self.optimizers = task.optimizers(model)
         self.steps = steps_per_epoch(len(splits.train), self.tr.batch_size, self.tr.max_steps_per_epoch)
         total = self.steps * self.tr.epochs
@@ -163,13 +163,6 @@ class Loop:
         self.partial: Optional[dict] = None
         self.session_start, self.session_steps, self.last_line = time.time(), 0, time.time()
         self.last_save = time.time()  # trainer.checkpoint_every_s counts from here
-
-    def kept(self) -> int:
-        if self.handle is not None:
-            return self.handle.kept()
-        if self.pruner is not None:
-            return sum(self.pruner.kept().values())
-        return sum(m.weight.numel() for _, _, m in weight_tensors(self.model))
 
     # -- checkpoints --------------------------------------------------------------------------
     def resume(self) -> None:
@@ -195,12 +188,9 @@ class Loop:
                             f"(resume with the checkpoint's settings, or drop trainer.resume to start afresh)")
         if state.get("stem") != self.stem:
             raise UserError(f"{path} belongs to run {state.get('stem')!r}, not {self.stem!r}")
-        if self.pruner is not None:
-            _restore_prune_masks(self.pruner, state["model"])
-            self.pruner.load_state_dict(state["pruner"])
+        self.method.before_model_load(state)
         self.model.load_state_dict(state["model"])
-        if self.handle is not None:
-            self.handle.load_state_dict(state["fr"])
+        self.method.after_model_load(state)
         for o, s in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(s)
         for s, st in zip(self.schedulers, state["schedulers"]):
@@ -232,8 +222,7 @@ class Loop:
         ckpt.save(self.ckpt_path, {
             "stem": self.stem, "config": resolved_config(self.cfg), "epoch": self.epoch, "epochs": self.log,
             "model": self.model.state_dict(),
-            "fr": self.handle.state_dict() if self.handle is not None else None,
-            "pruner": self.pruner.state_dict() if self.pruner is not None else None,
+            **self.method.checkpoint_entries(),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers], "task": self.task.state_dict(),
             "rng": rng[0], "elapsed": elapsed, "steps": self.step_log, "partial": self.partial,
@@ -299,7 +288,7 @@ class Loop:
                 next(batches)
             ckpt.set_rng_state(rng)
             self.task.load_state_dict(task_state)
-        kept = self.kept()
+        kept = self.method.kept()
         for i, batch in enumerate(batches, start=done):
             if i >= self.steps:
                 break
@@ -313,17 +302,16 @@ class Loop:
                 out = distributed.batch_mean(out, hi - lo, total)
             for s in self.schedulers:
                 s.step()
-            if self.handle is not None:
-                self.handle.step()
+            self.method.step()
             losses.append(out["loss"])
             self.session_steps += 1
             if (i + 1) % self.tr.log_every == 0:  # numbers are read back from the device only here
                 out = {k: float(v) for k, v in out.items()}
-                kept = self.handle.kept() if self.handle is not None else kept
+                kept = self.method.kept()
                 if not math.isfinite(out["loss"]):
                     raise UserError(f"training diverged at epoch {epoch}, step {i + 1}: loss {out['loss']}")
                 self.step_log.append({"epoch": epoch, "step": self.epoch * self.steps + i + 1, **out, "kept": kept,
-                                      "beta": self.handle.beta if self.handle is not None else None,
+                                      "beta": self.method.beta,
                                       "lr": self.optimizers[0].param_groups[0]["lr"]})
                 bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()} | {"kept": f"{kept:,}"}, refresh=False)
             bar.update()
@@ -346,14 +334,11 @@ class Loop:
         bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]
         if bad:  # the steps between log lines are checked here
             raise UserError(f"training diverged at epoch {epoch}, step {bad[0][0] + 1}: loss {bad[0][1]}")
-        if self.handle is not None:
-            self.handle.epoch_end()
-        if self.pruner is not None and not self.pruner.done:
-            self.pruner.step()
+        self.method.epoch_end()
         due = self.tr.eval_every and epoch % self.tr.eval_every == 0
         val = self.task.evaluate(self.model, self.splits.val) if due or epoch == epochs else None
         entry = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val_metric": val,
-                 "kept": self.kept(), "beta": self.handle.beta if self.handle is not None else None,
+                 "kept": self.method.kept(), "beta": self.method.beta,
                  "lr": self.optimizers[0].param_groups[0]["lr"],
                  "time_s": round((part or {}).get("time_s", 0.0) + time.time() - t0, 3)}
         log.info("epoch %d/%d  loss %.4f  %skept %s  (%.1f s)", epoch, epochs, entry["train_loss"],
@@ -368,11 +353,3 @@ def config_differences(saved: dict | None, now: dict) -> list[str]:
     a, b = flatten(saved), flatten(now)
     keys = config_diff(saved, now, NOT_COMPUTING + ("run",))
     return [f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys]
-
-
-def _restore_prune_masks(pruner: MagnitudePruner, state: dict) -> None:
-    """Re-create the pruning masks saved in a checkpoint so that its state_dict loads."""
-    for name, (module, param, _, _) in pruner.targets.items():
-        mask = state.get(f"{name}_mask")
-        if mask is not None and not hasattr(module, f"{param}_mask"):
-            torch_prune.custom_from_mask(module, param, mask.to(getattr(module, param).device))

@@ -47,6 +47,7 @@ from .config import CONF_DIR, UserError, compose, task_name, validate
 from .files import remove_stale_temp_files
 from .finish import finish
 from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything, steps_per_epoch
+from .method import method
 from .naming import hydra_overrides, override_tag, run_name, run_stem
 from .record import Record, git_commit
 from .rundir import locked
@@ -133,7 +134,7 @@ def run(cfg: DictConfig) -> Record | None:
                 remove_stale_temp_files(folder)
         if requeued_by_slurm() and (run_dir / checkpoint.FILENAME).exists():
             cfg.trainer.resume = True
-        loop = Loop(cfg, model, task, splits, handle, pruner, stem, run_dir)
+        loop = Loop(cfg, model, task, splits, method(model, handle, pruner), stem, run_dir)
         distributed.seed_process(int(cfg.seed))
         loop.resume()
         log.info("%s: %s %s on %d train / %d val (%s), %d epochs x %d steps", run_name(cfg),

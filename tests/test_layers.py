@@ -14,7 +14,7 @@ FLOORS = [
                          "frx.figures"]),
     ("tasks", ["frx.tasks"]),
     ("config", ["frx.config", "frx.distributed", "frx.checks", "frx.cli", "frx.rundir"]),
-    ("training", ["frx.loop", "frx.finish", "frx.train"]),
+    ("training", ["frx.method", "frx.loop", "frx.finish", "frx.train"]),
     ("commands and report", ["frx.evaluate", "frx.convert", "frx.fid_checks", "frx.report"]),
 ]
 
