@@ -6,6 +6,7 @@ validation of every frx-owned key before any work, with the method's own lists o
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import re
@@ -23,16 +24,27 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import models, tasks
-from .data.common import scale_images
+from .data.common import check_dataset_keys
 from .fr.mask import KINDS
 from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
 from .fr.schedule import UNITS
-from .naming import NOT_COMPUTING, under
+from .naming import NOT_COMPUTING, check_name_part, under
 from .optim import OPTIMIZERS, SCHEDULERS
 from .prune import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 AMP_DTYPES = ("float16", "bfloat16")  # trainer.amp_dtype
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A key's allowed strings as an Enum, which OmegaConf enforces when a group is merged onto its schema
+    (the lists stay where the method defines them; configs, records and checkpoints hold the strings)."""
+    return enum.Enum(name, {v: v for v in values})
+
+
+Unit, Init, LinearView = _choices("Unit", UNITS), _choices("Init", INITS), _choices("LinearView", LINEAR_VIEWS)
+Optimizer, Scheduler = _choices("Optimizer", OPTIMIZERS), _choices("Scheduler", SCHEDULERS)
+AmpDtype, PruneSchedule = _choices("AmpDtype", AMP_DTYPES), _choices("PruneSchedule", SCHEDULES)
 
 
 class UserError(Exception):
@@ -47,23 +59,23 @@ class FRConf:
     epsilon: float = 0.001  # floor of the kept ratio beta, in (0, 1]
     gamma: float = 0.01  # tail-dropout speed: beta <- beta - gamma * (beta - epsilon), in (0, 1]
     # advance beta once per optimizer step ("step", the authors' code) or per epoch (the paper's text)
-    unit: str = "step"
+    unit: Unit = Unit.step
     min_kept: Dict[str, int] = field(default_factory=lambda: dict(MIN_KEPT))  # per-tensor floor on kept coefficients
     # dct: T = DCT(W_init), lossless at beta=1 | normal: T ~ N(0, 0.1) as the authors did
-    init: str = "dct"
+    init: Init = Init.dct
     # module-name globs or layer type names to regularize (None = every Conv/Linear)
     include: Optional[List[str]] = None
     exclude: Optional[List[str]] = None
     dims: Optional[List[int]] = None  # transformed dims of each tensor (None = all)
     # flat: (out, in) as the paper | auto: (out, C, H, W) for a linear reading a flattened map
-    linear_view: str = "flat"
+    linear_view: LinearView = LinearView.flat
     # beyond the paper: when coefficients are dropped, scale the kept ones so each weight keeps its norm
     keep_norm: bool = False
 
 
 @dataclass
 class OptimizerConf:
-    name: str = "adam"  # frx.optim.OPTIMIZERS
+    name: Optimizer = Optimizer.adam
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
@@ -73,9 +85,9 @@ class OptimizerConf:
 
 @dataclass
 class SchedulerConf:
-    # frx.optim.SCHEDULERS: cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay
+    # cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay
     # to min_lr) | none
-    name: str = "cosine"
+    name: Scheduler = Scheduler.cosine
     min_lr: float = 0.0
     warmup: float = 0.0  # linear only: fraction of the steps spent rising linearly to the peak lr
 
@@ -92,7 +104,7 @@ class TrainerConf:
     eval_every: int = 1  # validate every n epochs (0 = only after the last epoch)
     device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, mps
     amp: bool = False  # autocast: on CUDA in amp_dtype; on the CPU with bfloat16 only (float16 stays float32 there)
-    amp_dtype: str = "float16"  # float16 (with a GradScaler) | bfloat16 (no scaler needed)
+    amp_dtype: AmpDtype = AmpDtype.float16  # float16 (with a GradScaler) | bfloat16 (no scaler needed)
     channels_last: bool = False  # NHWC model and inputs (faster convolutions on a GPU)
     label_smoothing: float = 0.0  # classification cross-entropy label smoothing
     # read losses back from the device every n steps (bar, divergence check); > 1 avoids a per-step sync
@@ -120,7 +132,7 @@ class PruneConf:
     include: Optional[List[str]] = "${fr.include}"  # type: ignore[assignment]
     exclude: Optional[List[str]] = "${fr.exclude}"  # type: ignore[assignment]
     steps: Optional[int] = None  # pruning epochs from dense to the budget; None = half of trainer.epochs (at least 1)
-    schedule: str = "cubic"  # cubic (Zhu & Gupta) | geometric
+    schedule: PruneSchedule = PruneSchedule.cubic  # cubic (Zhu & Gupta) | geometric
 
 
 @dataclass
@@ -154,10 +166,17 @@ SCHEMAS = {"fr": FRConf, "trainer": TrainerConf, "prune": PruneConf, "scale": Sc
 OPTIONS = {"fr": "default", "trainer": "default", "prune": "none", "scale": "full", "run": "default"}
 TOP = {"model", "dataset", "seed", "task", *SCHEMAS}
 
+
+
+def _plain(node: DictConfig, resolve: bool = False) -> dict:
+    """A typed group as plain values, the choices as their strings."""
+    return OmegaConf.to_container(node, resolve=resolve, enum_to_str=True)
+
+
 _store = ConfigStore.instance()
 for _group, _schema in SCHEMAS.items():
     # stored as plain dicts, so that bad keys and values reach `validate` and get its messages
-    _store.store(group=_group, name=OPTIONS[_group], node=OmegaConf.to_container(OmegaConf.structured(_schema)))
+    _store.store(group=_group, name=OPTIONS[_group], node=_plain(OmegaConf.structured(_schema)))
 
 
 def compose(overrides: list[str] | None = None, config_dir: str | Path | None = None) -> DictConfig:
@@ -200,7 +219,7 @@ def _typed_groups(cfg: DictConfig) -> DictConfig:
             key = str(getattr(e, "full_key", "") or "")
             where = key if key.startswith(group + ".") else f"{group}.{key}" if key else group
             raise UserError(f"bad value for {where}: {str(e).splitlines()[0]}") from None
-        out[group] = OmegaConf.to_container(typed, resolve=True)
+        out[group] = _plain(typed, resolve=True)
     return out
 
 
@@ -215,20 +234,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     Returns the config with the typed groups merged onto their schemas."""
     out = _typed_groups(cfg)
     fr, tr, pr, sc = out.fr, out.trainer, out.prune, out.scale
-    try:
-        models.check_config(out.model)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     for name, v in (("fr.epsilon", fr.epsilon), ("fr.gamma", fr.gamma), ("prune.epsilon", pr.epsilon)):
         _check(0.0 < float(v) <= 1.0, f"{name} must be in (0, 1], got {v}")
-    choices = {"fr.unit": (fr.unit, UNITS), "fr.init": (fr.init, INITS),
-               "fr.linear_view": (fr.linear_view, LINEAR_VIEWS),
-               "trainer.optimizer.name": (tr.optimizer.name, OPTIMIZERS),
-               "trainer.scheduler.name": (tr.scheduler.name, SCHEDULERS),
-               "trainer.amp_dtype": (tr.amp_dtype, AMP_DTYPES),
-               "prune.schedule": (pr.schedule, SCHEDULES), "task": (task_name(out), tuple(tasks.names()))}
-    for name, (value, allowed) in choices.items():
-        _check(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     for name, mk in (("fr.min_kept", fr.min_kept), ("prune.min_kept", pr.min_kept)):
         bad = set(mk) - set(KINDS)
         _check(not bad, f"{name} keys must be {' and/or '.join(KINDS)}, got {', '.join(sorted(bad))}")
@@ -279,49 +286,16 @@ def validate(cfg: DictConfig) -> DictConfig:
         value = OmegaConf.select(out, name)
         _check(value is None or len(value) > 0, f"{name} must be a non-empty list or null, got []")
     _check(fr.dims is None or len(set(fr.dims)) == len(fr.dims), f"fr.dims has repeated dims: {list(fr.dims or [])}")
-    _check_file_name("run.name", out.run.name, folders=True)
-    _check_file_name("run.tag", out.run.tag)
-    _check_file_name("scale.name", sc.name)
-    _validate_dataset(out.dataset)
-    return out
-
-
-def _check_file_name(key: str, value: Optional[str], folders: bool = False) -> None:
-    """A value that becomes part of a file or folder name (the run's stem) stays inside its folder: no
-    "..", no leading "/", no control characters, and "/" only where it separates folders (run.name)."""
-    if not value:
-        return
-    parts = value.split("/") if folders else [value]
-    ok = value.isprintable() and "\\" not in value and all(p not in ("", ".", "..") for p in parts) \
-        and (folders or "/" not in value)
-    _check(ok, f"{key}={value!r} becomes part of file names: no '..', "
-               + ("no leading, trailing or double '/'" if folders else "no '/'") + ", '\\' or control characters")
-
-
-def _validate_dataset(d: DictConfig) -> None:
-    """The data keys that every loader reads (the dataset group has no schema: each loader has its own keys)."""
-    for key in ("limit_train", "limit_val"):
-        v = d.get(key)
-        _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-               f"dataset.{key} must be an integer >= 1 or null, got {v!r}")
-    seed = d.get("split_seed")
-    _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
-           f"dataset.split_seed must be an integer, got {seed!r}")
-    size = d.get("resize")
-    _check(size is None or (len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)),
-           f"dataset.resize must be [height, width] of integers >= 1 or null, got {size}")
-    vf = d.get("val_fraction")
-    _check(vf is None or (isinstance(vf, (int, float)) and 0 < vf < 1),
-           f"dataset.val_fraction must be in (0, 1), got {vf!r}")
-    try:  # the data layer's own check of normalize (and of mean/std for "standard")
-        channels = int(d.get("in_channels") or len(d.get("mean") or [0]))
-        scale_images(torch.zeros(1, channels, 1, 1, dtype=torch.uint8), d.get("normalize", "unit"), d.get("mean"),
-                     d.get("std"))
+    try:  # the checks that live beside what they check
+        models.check_config(out.model)
+        task = task_name(out)
+        _check(task in tasks.names(), f"task must be one of {', '.join(tasks.names())}; got {task!r}")
+        check_dataset_keys(out.dataset)
+        for key, value in (("run.name", out.run.name), ("run.tag", out.run.tag), ("scale.name", sc.name)):
+            check_name_part(key, value, folders=key == "run.name")
     except ValueError as e:
         raise UserError(str(e)) from None
-    except RuntimeError:  # mean/std of another length than the channels
-        raise UserError(f"dataset.mean and dataset.std need one value per input channel ({channels}), "
-                        f"got {d.get('mean')} and {d.get('std')}") from None
+    return out
 
 
 def resolved_config(cfg: DictConfig) -> dict:
@@ -347,8 +321,7 @@ _ABSENT = object()
 @lru_cache(maxsize=1)
 def schema_defaults() -> dict:
     """{dotted key: default} of every key the dataclasses define (shared: do not modify)."""
-    return flatten({g: json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(schema))))
-                    for g, schema in SCHEMAS.items()})
+    return flatten({g: json.loads(json.dumps(_plain(OmegaConf.structured(schema)))) for g, schema in SCHEMAS.items()})
 
 
 def config_diff(recorded: dict, current: dict, ignore=NOT_COMPUTING) -> list[str]:

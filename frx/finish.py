@@ -16,7 +16,8 @@ from . import record as rec
 from .config import UserError, resolved_config
 from .files import atomic_write_bytes
 from .fr import pack, summary, unpack
-from .loop import Loop, method_of
+from .loop import Loop
+from .method import method_of
 from .naming import hydra_choice, run_name, run_tag
 from .prune import weight_tensors
 

@@ -23,11 +23,9 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import csvlog, distributed
 from .config import UserError, config_diff, flatten, resolved_config
-from .fr import regularize
 from .method import Plain
 from .naming import NOT_COMPUTING
 from .optim import make_scheduler
-from .prune import MagnitudePruner, budget_from_fr
 
 log = logging.getLogger("frx.train")
 PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
@@ -101,33 +99,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def method_of(cfg: DictConfig) -> str:
-    return "fr" if cfg.fr.enabled else ("prune" if cfg.prune.enabled else "plain")
-
-
-def attach_fr(cfg: DictConfig, model: nn.Module, task: Any):
-    """frx.regularize with the run's fr settings (before the model moves to its device); None without FR."""
-    if method_of(cfg) != "fr":
-        return None
-    f = cfg.fr
-    sample = task.sample_input().cpu() if f.linear_view == "auto" else None
-    return regularize(model, epsilon=f.epsilon, gamma=f.gamma, unit=f.unit, min_kept=dict(f.min_kept), init=f.init,
-                      include=f.include, exclude=f.exclude, dims=f.dims, linear_view=f.linear_view,
-                      sample_input=sample, generator=torch.Generator().manual_seed(int(cfg.seed)),
-                      keep_norm=f.keep_norm)
-
-
-def attach_pruner(cfg: DictConfig, model: nn.Module) -> Optional[MagnitudePruner]:
-    """The magnitude pruner at FR's budget (after the model moved to its device); None without pruning."""
-    if method_of(cfg) != "prune":
-        return None
-    p, epochs = cfg.prune, cfg.trainer.epochs
-    budget = budget_from_fr(model, p.epsilon, dict(p.min_kept), p.include, p.exclude)
-    steps = p.steps or max(1, epochs // 2)
-    # the last pruning step comes at the end of an epoch: leave at least one epoch to retrain after it
-    return MagnitudePruner(model, budget, steps=max(1, min(steps, epochs - 1)), schedule=p.schedule)
 
 
 def steps_per_epoch(n: int, batch_size: int, cap: Optional[int]) -> int:

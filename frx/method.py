@@ -7,13 +7,42 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
+import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .fr import FR
-from .prune import MagnitudePruner, weight_tensors
+from .fr import FR, regularize
+from .prune import MagnitudePruner, budget_from_fr, weight_tensors
 
 CHECKPOINT_KEYS = ("fr", "pruner")  # where a checkpoint keeps the method's state (None for the others)
+
+
+def method_of(cfg: DictConfig) -> str:
+    return "fr" if cfg.fr.enabled else ("prune" if cfg.prune.enabled else "plain")
+
+
+def attach_fr(cfg: DictConfig, model: nn.Module, task: Any):
+    """frx.regularize with the run's fr settings (before the model moves to its device); None without FR."""
+    if method_of(cfg) != "fr":
+        return None
+    f = cfg.fr
+    sample = task.sample_input().cpu() if f.linear_view == "auto" else None
+    return regularize(model, epsilon=f.epsilon, gamma=f.gamma, unit=f.unit, min_kept=dict(f.min_kept), init=f.init,
+                      include=f.include, exclude=f.exclude, dims=f.dims, linear_view=f.linear_view,
+                      sample_input=sample, generator=torch.Generator().manual_seed(int(cfg.seed)),
+                      keep_norm=f.keep_norm)
+
+
+def attach_pruner(cfg: DictConfig, model: nn.Module) -> Optional[MagnitudePruner]:
+    """The magnitude pruner at FR's budget (after the model moved to its device); None without pruning."""
+    if method_of(cfg) != "prune":
+        return None
+    p, epochs = cfg.prune, cfg.trainer.epochs
+    budget = budget_from_fr(model, p.epsilon, dict(p.min_kept), p.include, p.exclude)
+    steps = p.steps or max(1, epochs // 2)
+    # the last pruning step comes at the end of an epoch: leave at least one epoch to retrain after it
+    return MagnitudePruner(model, budget, steps=max(1, min(steps, epochs - 1)), schedule=p.schedule)
 
 
 class Plain:

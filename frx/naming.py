@@ -26,6 +26,19 @@ def under(key: str, prefixes: Iterable[str]) -> bool:
     return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in prefixes)
 
 
+def check_name_part(key: str, value: str | None, folders: bool = False) -> None:
+    """A value that becomes part of a file or folder name (the run's stem) stays inside its folder: no
+    "..", no leading "/", no control characters, and "/" only where it separates folders (run.name)."""
+    if not value:
+        return
+    parts = value.split("/") if folders else [value]
+    ok = value.isprintable() and "\\" not in value and all(p not in ("", ".", "..") for p in parts) \
+        and (folders or "/" not in value)
+    if not ok:
+        slashes = "no leading, trailing or double '/'" if folders else "no '/'"
+        raise ValueError(f"{key}={value!r} becomes part of file names: no '..', {slashes}, '\\' or control characters")
+
+
 def _hydra_node(root: Any):
     if root is not None and "hydra" in root:
         return root.hydra

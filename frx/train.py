@@ -46,8 +46,8 @@ from .cli import check_command_line
 from .config import CONF_DIR, UserError, compose, task_name, validate
 from .files import remove_stale_temp_files
 from .finish import finish
-from .loop import Interrupted, Loop, attach_fr, attach_pruner, pick_device, seed_everything, steps_per_epoch
-from .method import method
+from .loop import Interrupted, Loop, pick_device, seed_everything, steps_per_epoch
+from .method import attach_fr, attach_pruner, method
 from .naming import hydra_overrides, override_tag, run_name, run_stem
 from .record import Record, git_commit
 from .rundir import locked

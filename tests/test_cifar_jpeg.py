@@ -9,7 +9,7 @@ import torch
 from test_data import ds_cfg
 
 import frx.data as D
-from frx.data import cifar10
+from frx.data import cifar10, cifar10_jpeg
 from frx.data.cli import main as cli
 from frx.data.common import CropFlip
 
@@ -90,14 +90,14 @@ def test_jpeg_import_does_not_replace_a_subset_silently(tmp_path):
 
 @needs_real
 def test_real_jpeg_file_slice_decodes_close_to_the_originals():
-    z = cifar10.read_jpeg_npz(REAL)  # structure of the whole file
+    z = cifar10_jpeg.read_jpeg_npz(REAL)  # structure of the whole file
     assert len(z["y_train"]) == 50000 and len(z["y_test"]) == 10000
     assert np.bincount(z["y_train"]).tolist() == [5000] * 10
     sub = np.load(SUBSET)
-    x = cifar10.decode_jpegs(z["train_jpeg"], z["train_offsets"], 0, 200)
+    x = cifar10_jpeg.decode_jpegs(z["train_jpeg"], z["train_offsets"], 0, 200)
     assert x.shape == (200, 32, 32, 3)
     assert 27 < psnr(x, sub["x_train"][:200]) < 40  # the README's 30.5 dB on average
-    xt = cifar10.decode_jpegs(z["test_jpeg"], z["test_offsets"], 0, 100)
+    xt = cifar10_jpeg.decode_jpegs(z["test_jpeg"], z["test_offsets"], 0, 100)
     assert 27 < psnr(xt, sub["x_test"][:100]) < 40
     assert np.array_equal(z["y_test"][:1000], sub["y_test"])
 

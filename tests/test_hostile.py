@@ -62,8 +62,9 @@ def nothing_written(tmp: Path) -> bool:
     ("trainer.optimizer.momentum=1.5", r"trainer.optimizer.momentum must be in \[0, 1\)"),
     ("trainer.scheduler.min_lr=1", r"trainer.scheduler.min_lr must be in \[0, trainer.optimizer.lr\]"),
     ("run.keep_packed_max_bytes=-1", r"run.keep_packed_max_bytes must be >= 0"),
-    ("trainer.amp_dtype=int8", r"trainer.amp_dtype must be one of float16, bfloat16"),
-    ("trainer.scheduler.name=onecycle", r"trainer.scheduler.name must be one of cosine, linear, none"),
+    ("trainer.amp_dtype=int8", r"trainer.amp_dtype: Invalid value .int8., expected one of \[float16, bfloat16\]"),
+    ("trainer.scheduler.name=onecycle",
+     r"trainer.scheduler.name: Invalid value .onecycle., expected one of \[cosine, linear, none\]"),
     ("trainer.label_smoothing=1.5", r"label_smoothing must be in \[0, 1\)"),
     ("trainer.log_every=0", r"trainer.log_every must be >= 1"),
     # settings that do not fit the model: refused by frx.regularize before any work

@@ -107,6 +107,35 @@ def scale_images(x_uint8: torch.Tensor, mode: str = "unit", mean=None, std=None)
     raise ValueError(f"dataset.normalize must be 'standard', 'unit' or 'symmetric', got {mode!r}")
 
 
+def check_dataset_keys(d) -> None:
+    """The data keys that every loader reads (the dataset group has no schema: each loader has its own keys);
+    ValueError with the message for the user."""
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(message)
+
+    for key in ("limit_train", "limit_val"):
+        v = d.get(key)
+        check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+              f"dataset.{key} must be an integer >= 1 or null, got {v!r}")
+    seed = d.get("split_seed")
+    check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
+          f"dataset.split_seed must be an integer, got {seed!r}")
+    size = d.get("resize")
+    check(size is None or (len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)),
+          f"dataset.resize must be [height, width] of integers >= 1 or null, got {size}")
+    vf = d.get("val_fraction")
+    check(vf is None or (isinstance(vf, (int, float)) and 0 < vf < 1),
+          f"dataset.val_fraction must be in (0, 1), got {vf!r}")
+    channels = int(d.get("in_channels") or len(d.get("mean") or [0]))
+    try:  # normalize, and mean/std for "standard", as scale_images reads them
+        scale_images(torch.zeros(1, channels, 1, 1, dtype=torch.uint8), d.get("normalize", "unit"), d.get("mean"),
+                     d.get("std"))
+    except RuntimeError:  # mean/std of another length than the channels
+        raise ValueError(f"dataset.mean and dataset.std need one value per input channel ({channels}), "
+                         f"got {d.get('mean')} and {d.get('std')}") from None
+
+
 def limit(n: int, lim) -> int:
     return n if lim is None else min(n, int(lim))
 

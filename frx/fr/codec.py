@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..files import STALE_AFTER_S, atomic_write, atomic_write_bytes, remove_stale_temp_files  # noqa: F401  (kept here too)
+from ..files import atomic_write
 from .dct import idctn_corner
+from .int8 import INT8_GROUP, dequantize_int8, int8_bytes, quantize_int8
 from .mask import corner_shape, kept_order
 from .parametrize import FrequencyWeight, fr_tensors
 
@@ -46,7 +47,6 @@ _FR_KEY = "parametrizations.weight.original"  # where parametrize keeps T in a s
 _FR_INNER = "parametrizations.weight."
 DTYPES = ("float16", "float32", "int8")
 PLAIN_DTYPES = ("float16", "float32")
-INT8_GROUP = 64  # coefficients per float32 scale: (64 + 4) / 64 = 1.06 bytes per kept coefficient
 _FLOAT16_MAX = float(torch.finfo(torch.float16).max)
 
 
@@ -90,27 +90,6 @@ def coefficients_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.
 
 def _np_dtype(t: torch.Tensor, float_dtype: str) -> str:
     return float_dtype if t.is_floating_point() else str(t.numpy().dtype)
-
-
-def quantize_int8(values: torch.Tensor, group: int = INT8_GROUP) -> tuple[np.ndarray, np.ndarray]:
-    """(scales float32, codes int8) for a flat tensor: symmetric, one scale per `group` values."""
-    v = values.detach().double().reshape(-1)
-    n_groups = -(-v.numel() // group)
-    padded = torch.zeros(n_groups * group, dtype=torch.float64)
-    padded[:v.numel()] = v
-    scales = padded.reshape(n_groups, group).abs().amax(1).div(127).to(torch.float32)
-    safe = torch.where(scales > 0, scales.double(), torch.ones_like(scales, dtype=torch.float64))
-    codes = torch.round(padded.reshape(n_groups, group) / safe[:, None]).clamp(-127, 127)
-    return scales.numpy(), codes.reshape(-1)[:v.numel()].to(torch.int8).numpy()
-
-
-def dequantize_int8(scales: np.ndarray, codes: np.ndarray, group: int) -> torch.Tensor:
-    s = torch.from_numpy(scales.astype(np.float32)).repeat_interleave(group)[:len(codes)]
-    return torch.from_numpy(codes.astype(np.float32)) * s
-
-
-def _int8_bytes(n: int, group: int) -> int:
-    return 4 * -(-n // group) + n
 
 
 def _check_range(name: str, t: torch.Tensor, dtype: str) -> None:
@@ -269,7 +248,7 @@ def _check_entry(path, e) -> None:
             group = e.get("group")
             if not isinstance(group, int) or group < 1:
                 _fail(path, f"entry {name!r}: bad int8 group {group!r}")
-            expected = _int8_bytes(n, group)
+            expected = int8_bytes(n, group)
         else:
             expected = n * np.dtype(dtype).itemsize
     else:
