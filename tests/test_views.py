@@ -58,3 +58,18 @@ def test_auto_view_of_a_first_linear_layer_reading_the_flattened_input():
     views = frx.fr.find_linear_views(build("lenet300"), torch.zeros(2, 1, 28, 28))
     assert views == {"fc1.weight": (300, 1, 28, 28)}
     assert frx.fr.find_linear_views(build("lenet300"), torch.zeros(2, 784)) == {}  # a flat input is no map
+
+
+def test_vae_decoder_output_is_viewed_as_an_image_with_auto_only():
+    """The VAE's fc5 writes the 28x28 image (its rows are pixels): auto views it (28, 28, 400) and fc1 (which
+    reads the image) (400, 1, 28, 28); the paper's flat views stay (out, in)."""
+    from frx.fr import fr_tensors
+
+    views = {}
+    for linear_view in ("auto", "flat"):
+        model = build("vae")
+        frx.regularize(model, epsilon=0.1, linear_view=linear_view, sample_input=torch.rand(2, 1, 28, 28))
+        views[linear_view] = {n: p.view for n, _, p in fr_tensors(model)}
+    assert views["auto"]["fc5.weight"] == (28, 28, 400) and views["auto"]["fc1.weight"] == (400, 1, 28, 28)
+    assert views["auto"]["fc2.weight"] == (400, 400)
+    assert all(len(v) == 2 for v in views["flat"].values())

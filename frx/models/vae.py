@@ -30,6 +30,9 @@ class VAE(nn.Module):
         self.fc3 = nn.Linear(latent_dim, hidden)
         self.fc4 = nn.Linear(hidden, hidden)
         self.fc5 = nn.Linear(hidden, in_features)
+        side = round(in_features ** 0.5)
+        if side * side == in_features:  # the decoder's last layer writes the image: its rows are a square map
+            self.fr_views = {"fc5.weight": (side, side, hidden)}  # read with fr.linear_view=auto only
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
