@@ -394,7 +394,7 @@ def test_jpeg_cifar_note_and_lossless_column(tmp_path):
     report.generate(runs, out, figures=False)
     md = (out / "table2.md").read_text()
     head = md_header(md)
-    col = head.index("Top-1 (%) ours, lossless first 1,000 test images")
+    col = head.index("Top-1 Accuracy (%) ours, lossless first 1k")
     v1, vgg = md_line(md, "ResNet18-v1"), md_line(md, "VGG16-v1")
     assert v1[col] == "85.10" and v1[head.index("Top-1 Accuracy (%) ours")] == "84.50"
     assert "CIFAR-10 (JPEG copies)" in v1[head.index("Notes")]
@@ -404,6 +404,51 @@ def test_jpeg_cifar_note_and_lossless_column(tmp_path):
     assert csv.loc["ResNet18-v1", "data_note"] == "CIFAR-10 (JPEG copies)"
     assert csv.loc["ResNet18-v1", "top1_lossless1k_mean"] == pytest.approx(85.1)
     assert "lossless" not in (out / "table1.md").read_text()  # no record there carries it: no column
+
+
+def test_table2_lossless_wall_time_and_device_columns(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    tensors = [{"name": "conv1.weight", "kind": "conv", "shape": [64, 3, 3, 3], "view": None, "dense": 1728,
+                "kept": 128}]
+    for seed, lossless, hours in ((0, 0.851, 1.5), (1, 0.861, 2.16)):
+        raw = record("table2/resnet18_v1", 2, "ResNet18-v1", "fr", "flat", "gpu", seed, 0.845, tensors, 10,
+                     model="resnet18", extra={"top1_lossless1k": lossless})
+        raw.update(device="cuda:0", wall_time_s=hours * 3600)
+        write(runs, raw)
+    vgg = record("table2/vgg16_v1", 2, "VGG16-v1", "fr", "flat", "full", 0, 0.8, tensors, 10, model="vgg16")
+    vgg["versions"].update(cpu="Some CPU", threads=2)
+    vgg["wall_time_s"] = 9.0
+    write(runs, vgg)
+    # a seed without the lossless measurement: no mean over the others
+    for seed, extra in ((0, {"top1_lossless1k": 0.7}), (1, {})):
+        write(runs, record("table2/alexnet_v1", 2, "AlexNet-v1", "fr", "flat", "full", seed, 0.7, tensors, 10,
+                           model="alexnet", extra=extra))
+    write(runs, record("table1/lenet5_v2", 1, "LeNet5-v2", "fr", "flat", "full", 0, 0.97,
+                       lenet5_tensors([128, 128, 256, 256]), 580))
+    frames = report.generate(runs, out, figures=False)
+    line = frames[2]["main"].set_index("label").loc["ResNet18-v1"]
+    assert line.top1_lossless1k_mean == pytest.approx(85.6) and line.top1_lossless1k_std == pytest.approx(0.7071, 1e-3)
+    assert line.wall_time_h_mean == pytest.approx(1.83) and line.ran_on == "cuda"
+    md = (out / "table2.md").read_text()
+    head = md_header(md)
+    lossless, wall, ran = (head.index(h) for h in ("Top-1 Accuracy (%) ours, lossless first 1k",
+                                                   "Wall time (h)", "Ran on"))
+    assert lossless == head.index("Top-1 Accuracy (%) ours") + 1 and ran == wall + 1 == head.index("Notes") - 1
+    v1, vgg_line, alex = md_line(md, "ResNet18-v1"), md_line(md, "VGG16-v1"), md_line(md, "AlexNet-v1")
+    assert v1[lossless] == "85.60 ± 0.71" and v1[wall] == "1.83 h" and v1[ran] == "cuda"
+    assert vgg_line[lossless] == "n/a" and vgg_line[wall] == "0.0025 h" and vgg_line[ran] == "cpu, 2 threads"
+    assert alex[lossless] == "n/a" and alex[ran] == "cpu"  # a record without versions.threads
+    assert md_line(md, "VGG16-v2")[wall] == "not run"
+    notes = [ln for ln in md.split("\n\n| Row")[0].splitlines() if ln.startswith("- ")]
+    for start in ("- Lossless first 1k:", "- Wall time (h):", "- Ran on:"):
+        assert sum(ln.startswith(start) for ln in notes) == 1
+    raw = pd.read_csv(out / "table2.csv", dtype=str, keep_default_na=False).set_index("label")
+    assert raw.loc["VGG16-v2", "wall_time_h_mean"] == raw.loc["VGG16-v2", "ran_on"] == "not run"
+    assert raw.loc["AlexNet-v1", "top1_lossless1k_mean"] == "n/a"
+    assert len({ln.count("|") for ln in md.split("## ")[0].splitlines() if ln.startswith("|")}) == 1
+    for n in (1, 3, 4):  # the CIFAR-10 table's columns only
+        text = (out / f"table{n}.md").read_text() + (out / f"table{n}.csv").read_text()
+        assert "lossless" not in text and "Wall time" not in text and "wall_time" not in text and "Ran on" not in text
 
 
 def test_schema1_record_upgrades_with_its_data_notes_moved():

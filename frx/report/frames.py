@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ..record import Record, from_dict, is_record
+from .columns import NA, Column, columns_for
 from .paper import DEEPCOMPRESSION, PAPER, PaperRow
 
 NOT_RUN = "not run"
-NA = "n/a"
 VARIANT_SUFFIX = {"flat": "", "-": "", None: "", "auto": " (frx shape-aware)"}
 PERCENT_METRICS = {"top1", "dice"}
 # Scales that run an experiment's whole recipe (full: as configured, gpu: the same on a GPU) or
@@ -29,10 +30,15 @@ CONVERTED_SUFFIX = ", evaluated by frx"
 
 # numeric columns that describe our measurement (filled with "not run" when no record exists)
 OURS_COLUMNS = ["model", "n", "seeds", "metric_mean", "metric_std", "metric_diff", "metric_source", "metric_int8_mean",
-                "metric_int8_std", "int8_source", "top1_lossless1k_mean", "dense_weights", "kept_weights",
+                "metric_int8_std", "int8_source", "dense_weights", "kept_weights",
                 "other_params", "params_ours", "params_diff", "rate_fp32", "rate_fp16", "rate_ours_paper_convention",
                 "rate_diff", "packed_bytes_fp16", "fid_feature_extractor", "data_note", "origin"]
 DIFF_COLUMNS = ["metric_diff", "params_diff", "rate_diff"]
+
+
+def ours_columns(number: int) -> list[str]:
+    """The measured columns of a table's frame: every table's, then those its paper table adds."""
+    return OURS_COLUMNS + [c for col in columns_for(PAPER[number]) for c in col.frame_columns]
 
 
 def is_not_compared(scale) -> bool:
@@ -113,8 +119,8 @@ def _uniq(values) -> str:
     return ", ".join(vals) if vals else NA
 
 
-def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
-    """Numbers of one table line from the records of its seeds."""
+def summarize(recs: list[Record], prow: PaperRow | None, columns: Sequence[Column] = ()) -> dict:
+    """Numbers of one table line from the records of its seeds (and those of the table's further columns)."""
     fp16 = bool(prow and prow.fp16)
     metrics = [record_metric(r, fp16) for r in recs]
     mean, std = _stats([m for m, _ in metrics])
@@ -126,7 +132,6 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
     params_ours = d + o if is_ref else k
     int8 = [r for r in recs if r.metric.get("value_int8") is not None]
     int8_mean, int8_std = _stats([float(r.metric["value_int8"]) * metric_scale(r) for r in int8])
-    lossless = [100.0 * float(r.metric_extra["top1_lossless1k"]) for r in recs if "top1_lossless1k" in r.metric_extra]
     packed16 = [int(r.packed_bytes["float16"]) for r in recs if r.packed_bytes.get("float16") is not None]
     out = {
         "model": _uniq(_model_name(r) for r in recs), "n": len(recs),
@@ -136,7 +141,6 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
         "metric_int8_mean": int8_mean if len(int8) == len(recs) else math.nan,
         "metric_int8_std": int8_std if len(int8) == len(recs) else math.nan,
         "int8_source": _uniq(r.metric_extra.get("value_int8_quantized_from") for r in int8),
-        "top1_lossless1k_mean": _stats(lossless)[0] if len(lossless) == len(recs) else math.nan,
         "dense_weights": d, "kept_weights": k, "other_params": o, "params_ours": params_ours,
         "rate_fp32": d / k, "rate_fp16": 2 * d / k,
         "packed_bytes_fp16": _count(packed16) if len(packed16) == len(recs) else math.nan,
@@ -144,6 +148,8 @@ def summarize(recs: list[Record], prow: PaperRow | None) -> dict:
         "data_note": _uniq(data_label(r) for r in recs),
         "origin": _uniq(r.metric_extra.get("origin") for r in recs if r.method == "converted"),
     }
+    for col in columns:
+        out.update(col.summarize(recs))
     out["rate_ours_paper_convention"] = out["rate_fp16"] if fp16 else out["rate_fp32"]
     if prow is not None and not any(is_not_compared(r.scale) for r in recs):
         # an FID depends on its feature network: frx's is not the paper's, so no Δ against its values
@@ -189,6 +195,7 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
     """Numeric frame of one paper table: a line per paper row x (variant, scale) that was run,
     or a single "not run" line for a paper row without records; then rows not in the paper."""
     paper = PAPER[number]
+    columns = columns_for(paper)
     mine = [r for r in records if r.table == number and r.method in ("fr", "plain", "converted")]
     by_row: dict[str, list[Record]] = {}
     for r in mine:
@@ -209,7 +216,8 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
             continue
         for key, group in _groups(recs).items():
             lines.append({**base, "label": _label(prow.label, key, prow.ref), "variant": key[1], "method": key[0],
-                          "scale": key[2], "tag": key[3], "status": "ok", "notes": note, **summarize(group, prow)})
+                          "scale": key[2], "tag": key[3], "status": "ok", "notes": note,
+                          **summarize(group, prow, columns)})
     known = {p.label for p in paper.rows}
     for row, recs in sorted(by_row.items(), key=lambda kv: str(kv[0])):
         if row in known:
@@ -218,10 +226,11 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
             label = _label(str(row), key) + ("" if key[0] == "converted" else " (not in paper)")
             lines.append({"table": number, "row": row, "label": label,
                           "variant": key[1], "method": key[0], "scale": key[2], "tag": key[3],
-                          "metric_name": paper.metric_label, "status": "ok", "notes": "", **summarize(group, None)})
+                          "metric_name": paper.metric_label, "status": "ok", "notes": "",
+                          **summarize(group, None, columns)})
     df = pd.DataFrame(lines)
-    for col in OURS_COLUMNS + ["metric_paper", "params_paper", "params_paper_text", "rate_paper", "rate_paper_text",
-                               "rate_paper_convention"]:
+    for col in ours_columns(number) + ["metric_paper", "params_paper", "params_paper_text", "rate_paper",
+                                       "rate_paper_text", "rate_paper_convention"]:
         if col not in df:
             df[col] = math.nan
     front = ["table", "row", "label", "variant", "method", "scale", "tag", "status"]

@@ -30,6 +30,7 @@ class PaperTable:
     higher_is_better: bool = True
     decimals: int = 2  # of the metric in the tables
     notes: tuple[str, ...] = ()  # printed under the table, after the notes every table has
+    columns: tuple[str, ...] = ()  # further columns of every line (columns.COLUMNS), each with its note
 
 
 def _r(label, metric, rate_text, rate, params_text, params, **kw):
@@ -81,7 +82,7 @@ PAPER: dict[int, PaperTable] = {
                       _r("ResNet18-v1", 85.34, "1%(100×)", 100, "111,901", 111_901),
                       _r("ResNet18-v2", 83.23, "0.1%(1000×)", 1000, "12,058", 12_058),
                       _r("ResNet18-v3", 77.64, "0.024%(4156×)", 4156, "2,688", 2688),
-                  ), notes=(_VGG_CONFIG, _TOTAL_RATES)),
+                  ), notes=(_VGG_CONFIG, _TOTAL_RATES), columns=("lossless1k", "wall_time", "ran_on")),
     3: PaperTable(3, "The evaluation of the proposed frequency regularization on UNet for image segmentation "
                      "tasks using Carvana Image Masking Challenge dataset [13].", "Dice Score", "%", (
                       _r("UNet-ref", 99.13, "100%(1×)", 1, "31,043,586", 31_043_586, ref=True),

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ..files import atomic_write_bytes
 from ..record import Record
+from .columns import columns_for
 from .frames import (
     DIFF_COLUMNS,
     NA,
     NOT_RUN,
-    OURS_COLUMNS,
     PIPELINE_CHECK,
     REDUCED_SCALE,
     baselines_frame,
     is_not_compared,
     layer_frame,
     not_compared_label,
+    ours_columns,
     table_frame,
 )
 from .paper import PAPER, PaperTable, notes_for
@@ -53,12 +55,13 @@ def _has(df: pd.DataFrame, col: str) -> bool:
 
 def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
     """Formatted strings for Markdown / LaTeX; lines without a record say "not run", smoke and reduced-scale lines show
-    their numbers but compare nothing with the paper. Columns that only some records can fill (int8
-    pack, the lossless test images) appear when a record of the table carries them."""
+    their numbers but compare nothing with the paper. The int8 pack's column appears when a record of the table
+    carries it; the paper table's further columns (columns.py) on every line, "n/a" where the records lack them."""
     unit = f" ({paper.metric_unit})" if paper.metric_unit else ""
     mname = paper.metric_label + unit
     fid = paper.metric == "fid"
-    int8, lossless = _has(df, "metric_int8_mean"), _has(df, "top1_lossless1k_mean")
+    int8 = _has(df, "metric_int8_mean")
+    columns = columns_for(paper)
     rows = []
     for _, r in df.iterrows():
         ok = r["status"] != NOT_RUN
@@ -75,9 +78,7 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
         if int8:
             int8_value = _metric(r["metric_int8_mean"], r["metric_int8_std"], pd_)
             row[f"{mname} ours, int8 pack"] = int8_value if ok else NOT_RUN
-        if lossless:
-            lossless_value = _num(r["top1_lossless1k_mean"], 2)
-            row["Top-1 (%) ours, lossless first 1,000 test images"] = lossless_value if ok else NOT_RUN
+        row.update({c.header: c.show(r) if ok else NOT_RUN for c in columns if c.beside_metric})
         row.update({
             f"{mname} paper": _num(r["metric_paper"], pd_) if in_paper else "not in paper",
             f"Δ {paper.metric_label}": diff("metric_diff", pd_),
@@ -94,6 +95,7 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
         })
         if fid:
             row["FID features"] = r["fid_feature_extractor"] if ok else NOT_RUN
+        row.update({c.header: c.show(r) if ok else NOT_RUN for c in columns if not c.beside_metric})
         notes = [r["metric_source"]] if ok else []
         if ok and int8 and r["int8_source"] != NA:
             notes.append(f"int8 quantized from the {r['int8_source']}")
@@ -105,8 +107,9 @@ def display_frame(df: pd.DataFrame, paper: PaperTable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table_notes(df: pd.DataFrame) -> list[str]:
-    """Notes that depend on what the records hold (the paper's own notes are in paper.notes_for)."""
+def table_notes(df: pd.DataFrame, paper: PaperTable) -> list[str]:
+    """Notes that depend on what the records hold, and one per further column of the table (the paper's own
+    notes are in paper.notes_for)."""
     notes = []
     if _has(df, "metric_int8_mean"):
         notes.append("int8 pack: the model unpacked from a packed file whose kept coefficients are int8 (one "
@@ -115,10 +118,7 @@ def table_notes(df: pd.DataFrame) -> list[str]:
                      "and the int8 file was made from the committed float16 file (scripts/int8_table1.py "
                      "--update-records), so it carries float16's rounding too; new runs quantize the trained "
                      "float32 coefficients.")
-    if _has(df, "top1_lossless1k_mean"):
-        notes.append("Lossless first 1,000 test images: the packed float32 model on the original (lossless) first "
-                     "1,000 CIFAR-10 test images, beside its top-1 on the JPEG copies of the test set: the gap "
-                     "shows the JPEG effect.")
+    notes += [c.note for c in columns_for(paper)]
     if any(str(d) not in ("", NA) for d in df["data_note"].dropna()):
         notes.append("A data-set note in the Notes column (e.g. 'CIFAR-10 (JPEG copies)') says which data every "
                      "number of that line comes from (the record's data notes).")
@@ -177,7 +177,7 @@ def write_layers(rec: Record, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ output
 LATEX_CHARS = {"×": r"$\times$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "-"}
-_NUMERIC = re.compile(r"[+-]?[\d,]+(\.\d+)?( ± [\d,]+(\.\d+)?)?×?")
+_NUMERIC = re.compile(r"[+-]?[\d,]+(\.\d+)?( ± [\d,]+(\.\d+)?)?(×| h)?")
 
 
 def to_markdown(shown: pd.DataFrame) -> str:
@@ -190,10 +190,11 @@ def to_markdown(shown: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, caption: str) -> str:
+def _write_frames(stem: Path, numeric: pd.DataFrame, shown: pd.DataFrame, caption: str,
+                  ours: Sequence[str] = ()) -> str:
     csv = numeric.copy()
     # measured columns of lines without a record say "not run" (or why they are empty), never blanks
-    groups = {"status": OURS_COLUMNS,
+    groups = {"status": list(ours),
               "fr_status": [c for c in csv if c.startswith("fr_") and c != "fr_status"] + ["fr_minus_prune"],
               "prune_status": [c for c in csv if c.startswith("prune_") and c != "prune_status"]}
     for status, cols in groups.items():
@@ -225,8 +226,9 @@ def write_table(number: int, records: list[Record], out: Path) -> dict[str, pd.D
     scales = sorted({str(s) for s in df["scale"] if s != NA})
     md = [f"# Table {number} (reproduced): {paper.caption}", "",
           f"Generated by `frx-report` from the run records; scales present: {', '.join(scales) or 'none'}.", "",
-          *[f"- {n}" for n in notes_for(paper) + table_notes(df)], "",
-          _write_frames(out / f"table{number}", df, shown, f"Table {number} (reproduced). {paper.caption}"), ""]
+          *[f"- {n}" for n in notes_for(paper) + table_notes(df, paper)], "",
+          _write_frames(out / f"table{number}", df, shown, f"Table {number} (reproduced). {paper.caption}",
+                        ours_columns(number)), ""]
     frames = {"main": df}
     base = baselines_frame(number, records)
     if base is not None:
