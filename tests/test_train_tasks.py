@@ -106,6 +106,40 @@ def test_fid_extractor_is_trained_once_and_cached(tmp_path):
     assert abs(same) < 1e-3 < other
 
 
+def test_fid_extractor_trains_on_one_cpu_thread_whatever_the_machine_has():
+    """A thread count changes the order of float sums and so the trained network: the extractor trains on
+    one thread, and the caller's thread count comes back."""
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    seen = []
+
+    def train(gen):
+        seen.append(torch.get_num_threads())
+        yield x, y
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fid.train_extractor(train, epochs=2, device=torch.device("cpu"))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fid_extractor_cache_key_leaves_out_the_data_root(tmp_path):
+    """The same images in two data roots are scored by one network (one cache file)."""
+    from frx.data.mnist5k import present
+
+    if not present(None):
+        pytest.skip("the MNIST sample is not installed")
+    cfg = {"name": "mnist5k", "source": "mnist5k", "normalize": "unit", "val_fraction": 0.2, "split_seed": 0}
+    paths = []
+    for root in ("a", "b"):
+        _, info = fid.for_dataset({**cfg, "root": str(tmp_path / root)}, tmp_path / "cache", epochs=1,
+                                  device=torch.device("cpu"), log=lambda s: None)
+        paths.append(info["fid_extractor_file"])
+    assert paths[0] == paths[1] and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
 SHARED_CIFAR = SHARED_DATA / "cifar10" / "cifar10-subset.npz"
 EXPERIMENT_DIR = Path(__file__).resolve().parent.parent / "frx" / "conf" / "experiment"
 ALL = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml"))

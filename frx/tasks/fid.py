@@ -75,11 +75,14 @@ def cache_path(cache_dir: str | os.PathLike, key: dict) -> Path:
 
 def train_extractor(train_batches: Callable[[torch.Generator], Iterable], epochs: int, device: torch.device,
                     seed: int = 0, width: int = 32, num_features: int = 128) -> MnistFeatures:
-    """A new MnistFeatures trained as a classifier (Adam 1e-3, `epochs` epochs) from `seed`.
+    """A new MnistFeatures trained as a classifier (Adam 1e-3, `epochs` epochs) from `seed`, on one CPU
+    thread whatever the machine has (the same network everywhere on the CPU).
 
     train_batches(generator) yields (images in [0, 1], labels) on `device`. The caller's
     random stream is left untouched."""
-    rng = torch.get_rng_state()
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    if device.type == "cpu":  # one thread: another thread count sums in another order and trains another network
+        torch.set_num_threads(1)
     try:
         torch.manual_seed(seed)
         model = MnistFeatures(width, num_features).to(device).train()
@@ -94,6 +97,7 @@ def train_extractor(train_batches: Callable[[torch.Generator], Iterable], epochs
                     opt.step()
     finally:
         torch.set_rng_state(rng)
+        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -153,7 +157,8 @@ def for_dataset(dataset_cfg: dict, cache_dir, epochs: int, device: torch.device,
     cfg = native(dataset_cfg)
     if splits is None:
         splits = data.load(cfg)
-    key = {"dataset": cfg, "n_train": len(splits.train)}
+    # the images, not where they lie: the same images give the same network in any data root
+    key = {"dataset": {k: v for k, v in cfg.items() if k != "root"}, "n_train": len(splits.train)}
 
     def train_batches(gen):
         for b in data.batches(splits.train, batch_size=128, shuffle=True, generator=gen, device=device):
