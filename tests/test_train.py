@@ -26,7 +26,7 @@ def test_experiment_list_is_complete():
     want |= {"table1/lenet5_v1_auto", "table1/lenet5_v2_auto", "demo"}
     want |= {f"table2/{m}_{v}" for m in ("alexnet", "vgg16", "resnet18") for v in ("ref", "v1", "v2", "v3", "v4")}
     want |= {f"table3/unet_{v}" for v in ("ref", "v1", "v2", "v3")}
-    want |= {"table4/gan_ref", "table4/gan_fr1", "table4/vae_ref", "table4/vae_fr1"}
+    want |= {"table4/gan_ref", "table4/gan_fr1", "table4/vae_ref", "table4/vae_fr1", "table4/vae_fr1_tuned"}
     assert want <= set(EXPERIMENTS)
 
 
@@ -35,7 +35,8 @@ def test_every_experiment_composes_and_validates(name):
     import frx.data
 
     cfg = validate(compose([f"experiment={name}", "scale=smoke"]))
-    assert run_stem(cfg) == f"{name}__smoke__seed0"
+    tag = f"__{cfg.run.tag}" if cfg.run.tag else ""  # an extra row of a paper row (e.g. frx-tuned)
+    assert run_stem(cfg) == f"{name}{tag}__smoke__seed0"
     frx.tasks.check_compatible(cfg.model, cfg.dataset)  # each experiment pairs a model with fitting data
     assert cfg.scale.name == "smoke" and cfg.trainer.epochs <= 2 and cfg.trainer.max_steps_per_epoch <= 2
     assert cfg.dataset.limit_train <= 64
