@@ -71,6 +71,9 @@ class FRConf:
     linear_view: LinearView = LinearView.flat
     # beyond the paper: when coefficients are dropped, scale the kept ones so each weight keeps its norm
     keep_norm: bool = False
+    # beyond the paper: while coefficients are dropped, rescale each layer so that its gain on the training
+    # batches stays its initialization's (frx.fr.gain; networks without normalization layers, e.g. AlexNet)
+    keep_gain: bool = False
 
 
 @dataclass
@@ -250,6 +253,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(sc.fid_samples >= 2, "scale.fid_samples must be >= 2")
     _check(0 < tr.optimizer.lr < math.inf, f"trainer.optimizer.lr must be > 0 and finite, got {tr.optimizer.lr}")
     _check(tr.eval_every >= 0, f"trainer.eval_every must be >= 0, got {tr.eval_every}")
+    _check(not (fr.keep_norm and fr.keep_gain), "fr.keep_norm and fr.keep_gain each rescale the kept coefficients: "
+           "choose one")
     _check(not (fr.enabled and pr.enabled), "fr.enabled and prune.enabled are both true: magnitude pruning is the "
            "baseline for a plain network; use fr=none (or fr.enabled=false) with prune=magnitude")
     _check(bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", tr.device)),

@@ -102,6 +102,9 @@ def run(cfg: DictConfig) -> Record | None:
     if distributed.active() and type(task).train_step is not tasks.Task.train_step:
         raise UserError(f"task {task.name} steps its networks one by one, which does not run on several processes; "
                         f"train it as one process")
+    if distributed.active() and cfg.fr.enabled and cfg.fr.keep_gain:
+        raise UserError("fr.keep_gain measures each process's own batches, which would scale their copies of the "
+                        "model apart; train it as one process")
     if cfg.trainer.amp and not task.amp:
         log.info("trainer.amp: %s autocast is for CUDA; on the %s this run computes in float32 "
                  "(trainer.amp_dtype=bfloat16 autocasts on the CPU)", cfg.trainer.amp_dtype, device.type)

@@ -454,3 +454,35 @@ def test_factored_layers_on_the_fft_path_under_bfloat16_autocast():
     with torch.no_grad():
         ref = frx.export(copy.deepcopy(model))(x)  # float32, W rebuilt
     assert out.dtype == torch.bfloat16 and torch.allclose(out.float(), ref, atol=0.05 * ref.abs().max().item())
+
+
+def test_keep_gain_holds_each_layers_gain_through_the_drop():
+    """Without normalization layers, dropping 99.9 % of the coefficients fades the signal layer by layer;
+    with keep_gain each layer is rescaled to its first gain while the counts shrink, then left alone, and a
+    checkpoint carries the targets."""
+    from torch import nn
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256))
+
+    x = torch.randn(64, 256)
+    spread = {}
+    for keep_gain in (False, True):
+        model = net()
+        fr = frx.regularize(model, epsilon=1e-9, gamma=0.3, min_kept={"linear": 64}, keep_gain=keep_gain)
+        model.train()
+        for _ in range(40):
+            model(x)
+            fr.step()
+        with torch.no_grad():
+            spread[keep_gain] = (model(x) - model[-1].bias).std().item()
+    with torch.no_grad():
+        before = (net()(x) - net()[-1].bias).std().item()
+    assert spread[False] < before / 20 and before / 2 < spread[True] < before * 2
+    assert not fr.gain.active and set(fr.state_dict()["gain"]["target"]) == {"0.weight", "2.weight", "4.weight"}
+    again = frx.regularize(net(), epsilon=1e-9, gamma=0.3, min_kept={"linear": 64}, keep_gain=True)
+    again.load_state_dict(fr.state_dict())
+    assert again.gain.target == fr.gain.target and not again.gain.active
+    with pytest.raises(ValueError, match="choose one"):
+        frx.regularize(net(), keep_gain=True, keep_norm=True)

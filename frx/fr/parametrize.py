@@ -26,6 +26,7 @@ from torch.nn.utils import parametrize
 
 from .dct import dctn, masked_idctn
 from .factors import FactoredForward, corner_of
+from .gain import GainKeeper
 from .layers import chosen_modules, find_linear_views, kind_of, some, weight_name
 from .mask import KINDS, corner_mask, ratio_to_k
 from .schedule import TailDropout
@@ -135,7 +136,8 @@ def fr_tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, FrequencyWeig
 class FR:
     """Handle on a regularized model: the tail-dropout schedule and its tensors."""
 
-    def __init__(self, model: nn.Module, schedule: TailDropout, min_kept: Mapping[str, int], keep_norm: bool = False):
+    def __init__(self, model: nn.Module, schedule: TailDropout, min_kept: Mapping[str, int], keep_norm: bool = False,
+                 keep_gain: bool = False):
         self.model = model
         self.schedule = schedule
         self.min_kept = dict(min_kept)
@@ -143,6 +145,7 @@ class FR:
         self.tensors = list(fr_tensors(model))
         if not self.tensors:
             raise ValueError("no weight was regularized: check include/exclude")
+        self.gain = GainKeeper({name: module for name, module, _ in self.tensors}) if keep_gain else None
         self._apply_beta()
 
     @property
@@ -181,8 +184,13 @@ class FR:
     def _advance(self, unit: str) -> None:
         self._check_attached()
         if self.schedule.unit == unit and self.model.training:
+            before = [p.kept for _, _, p in self.tensors]
             self.schedule.advance()
             self._apply_beta(self.keep_norm)
+            if self.gain is not None and self.gain.active:
+                self.gain.correct()  # for the previous drop, which this step's forward measured
+                if before == [p.kept for _, _, p in self.tensors]:
+                    self.gain.stop()
 
     def step(self) -> None:
         """Call after each optimizer step; advances the schedule when unit="step" (training mode only)."""
@@ -200,12 +208,14 @@ class FR:
         return sum(math.prod(p.shape) for _, _, p in self.tensors)
 
     def state_dict(self) -> dict:
-        return {"schedule": self.schedule.state_dict()}
+        return {"schedule": self.schedule.state_dict(), **({"gain": self.gain.state_dict()} if self.gain else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self._check_attached()
         self.schedule.load_state_dict(state["schedule"])
         self._apply_beta()
+        if self.gain is not None and "gain" in state:
+            self.gain.load_state_dict(state["gain"])
 
 
 def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, unit: str = "step",
@@ -214,7 +224,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
                dims: Sequence[int] | None = None, linear_view: str = "flat",
                views: Mapping[str, Sequence[int]] | None = None,
                sample_input: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               factored: bool = True, keep_norm: bool = False) -> FR:
+               factored: bool = True, keep_norm: bool = False, keep_gain: bool = False) -> FR:
     """Turn the chosen weights of `model` into frequency-domain parameters, in place.
 
     include/exclude: module-name globs ("features.*") or layer type names ("Linear");
@@ -233,9 +243,13 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     a few low frequencies passes far more of its norm to its output than a random one (AlexNet at its
     floors: activations grow 3-75x per layer, 10^5-10^8x over its eight, where after the paper's drop the
     first layer's gradient is ~1e-11).
+    keep_gain: while coefficients are dropped, rescale each layer so that its gain on the training batches
+    stays its initialization's (beyond the paper; `frx.fr.gain`). One of keep_norm and keep_gain.
     Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
+    if keep_norm and keep_gain:
+        raise ValueError("keep_norm and keep_gain each rescale the kept coefficients: choose one")
     min_kept = dict(MIN_KEPT if min_kept is None else min_kept)
     unknown = set(min_kept) - set(KINDS)
     if unknown:
@@ -276,7 +290,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
             with torch.no_grad():
                 original = module.parametrizations.weight.original
                 original.copy_(torch.randn(original.shape, generator=generator) * 0.1)
-    return FR(model, schedule, min_kept, keep_norm)
+    return FR(model, schedule, min_kept, keep_norm, keep_gain)
 
 
 def export(model: nn.Module) -> nn.Module:
