@@ -181,3 +181,18 @@ def test_registering_a_name_twice_is_refused():
 def test_vgg16_config_says_19_layers():
     cfg = OmegaConf.load(os.path.join(CONF, "vgg16.yaml"))
     assert "19" in M.spec("vgg16").arch and cfg.kwargs.config == "vgg19"
+
+
+def test_alexnet_kaiming_init_keeps_the_signal():
+    """torchvision's init fades AlexNet's signal ~6x in variance per layer; init=kaiming keeps it."""
+    x = torch.randn(8, 3, 64, 64)
+    spread = {}
+    for init in ("torchvision", "kaiming"):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            spread[init] = M.build("alexnet", init=init).eval()(x).std(0).mean().item()
+    assert spread["torchvision"] < 1e-2 < 0.1 < spread["kaiming"] < 10
+    with pytest.raises(ValueError, match="init must be one of"):
+        M.build("alexnet", init="xavier")
+    with pytest.raises(ValueError, match="model.kwargs.init must be one of torchvision, kaiming"):
+        M.check_config({"name": "alexnet", "kwargs": {"init": "xavier"}})

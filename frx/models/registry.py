@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -82,10 +83,16 @@ def check_config(model_cfg: Any) -> None:
         raise ValueError(f"unknown config keys: {', '.join('model.' + k for k in unknown)} "
                          f"(a model config has name and kwargs)")
     builder = _entry(model_cfg.get("name"))[0]
+    kwargs = _kwargs(model_cfg)
     try:
-        inspect.signature(builder).bind(**_kwargs(model_cfg))
+        inspect.signature(builder).bind(**kwargs)
     except TypeError as e:
         raise ValueError(f"model.kwargs do not fit model {model_cfg.get('name')}: {e}") from None
+    hints = typing.get_type_hints(builder.__init__ if inspect.isclass(builder) else builder)
+    for key, value in kwargs.items():  # a builder's Literal arguments name their choices
+        if typing.get_origin(hints.get(key)) is typing.Literal and value not in typing.get_args(hints[key]):
+            raise ValueError(f"model.kwargs.{key} must be one of {', '.join(map(str, typing.get_args(hints[key])))}; "
+                             f"got {value!r}")
 
 
 def build_from_config(model_cfg: Any) -> nn.Module:
