@@ -115,23 +115,25 @@ def _two_extractors(dataset_cfg, splits, cache_dir, epochs: int, log) -> dict[st
     return out
 
 
-def _packed_file(rec) -> Path:
-    """The float32 pack a finished run leaves in its run dir (with run.keep_all=true)."""
-    return Path(rec.config["run"]["dir"]) / "model.float32.frx"
+def _packed_file(rec) -> Path | None:
+    """The pack a finished run left in its run dir: float32 where it was kept (run.keep_all=true), else the
+    float16 one every run keeps (its FID is the record's value_fp16); None if neither is there."""
+    run_dir = Path(rec.config["run"]["dir"])
+    return next((p for p in (run_dir / "model.float32.frx", run_dir / "model.float16.frx") if p.exists()), None)
 
 
 def check_runs(records: list[Path]) -> None:
-    """FileNotFoundError naming the first run whose float32 pack (what `rescore` reads) is gone."""
+    """FileNotFoundError naming the first run whose packed model (what `rescore` reads) is gone."""
     for rec_path in records:
-        packed = _packed_file(record.read(rec_path))
-        if not packed.exists():
-            raise FileNotFoundError(f"{packed} (the run directory of {rec_path}) is missing: a finished run keeps "
-                                    f"its float32 pack only with run.keep_all=true")
+        rec = record.read(rec_path)
+        if _packed_file(rec) is None:
+            raise FileNotFoundError(f"{Path(rec.config['run']['dir'])} (the run directory of {rec_path}) holds no "
+                                    f"model.float32.frx or model.float16.frx")
 
 
 def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.Tensor,
             n: int) -> dict[str, dict[str, float]]:
-    """FID of each finished run's generator (unpacked from its float32 file in its run dir) under every
+    """FID of each finished run's generator (unpacked from its packed file in its run dir) under every
     extractor, against the first n test images, on the same latent vectors the run was scored with."""
     check_runs(records)
     table = {}

@@ -100,12 +100,16 @@ def test_rescoring_a_run_reproduces_its_fid(tmp_path, capsys):
     n = r.metric_extra["fid_samples"]
     table = fid_checks.rescore([record], {"main": ex}, splits.val.x, n)
     assert table[record.stem]["main"] == pytest.approx(r.metric["value"], rel=1e-4)
-    # without the packed model: one line before any extractor is trained
+    # without the float32 pack, the float16 one is rescored: the record's value_fp16
     (tmp_path / "run" / "model.float32.frx").unlink()
+    table = fid_checks.rescore([record], {"main": ex}, splits.val.x, n)
+    assert table[record.stem]["main"] == pytest.approx(r.metric["value_fp16"], rel=1e-4)
+    # without any packed model: one line before any extractor is trained
+    (tmp_path / "run" / "model.float16.frx").unlink()
     assert fid_checks.main(["--root", str(tmp_path / "none"), "--cache-dir", str(tmp_path / "c2"), "--skip-checks",
                      "--runs", str(record)]) == 2
     err = capsys.readouterr().err
-    assert "model.float32.frx (the run directory of" in err and "Traceback" not in err
+    assert "holds no model.float32.frx or model.float16.frx" in err and "Traceback" not in err
     assert not (tmp_path / "c2").exists()
 
 
