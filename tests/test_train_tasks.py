@@ -83,6 +83,27 @@ def test_generative_rows_score_fid_with_frx_features(tmp_path, mnist_root, exper
     assert r.method == "fr" and r.counts["kept_weights"] < r.counts["dense_weights"]
 
 
+def test_fid_is_float32_under_bfloat16_autocast(tmp_path, mnist_root, monkeypatch):
+    """With trainer.amp (bfloat16 on the CPU, as scale=cpu) the generator runs under autocast, but the FID
+    network and the statistics do not: every generated batch reaches the Frechet distance with autocast off."""
+    from frx.tasks import generative
+
+    seen, original = [], fid.frechet_distance
+
+    def frechet_distance(extractor, real, fake):
+        def watched():
+            for x in fake:
+                seen.append((x.dtype, torch.is_autocast_enabled("cpu")))
+                yield x
+        return original(extractor, real, watched())
+
+    monkeypatch.setattr(generative._fid, "frechet_distance", frechet_distance)
+    go(tmp_path, "experiment=table4/gan_fr1", "trainer.amp=true", "trainer.amp_dtype=bfloat16",
+       *data_overrides(mnist_root, ["dataset.normalize=symmetric", "dataset.resize=[64,64]"]),
+       "model.kwargs.ngf=8", "model.kwargs.ndf=8")
+    assert seen and set(seen) == {(torch.float32, False)}
+
+
 def test_fid_extractor_is_trained_once_and_cached(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 1, 28, 28, generator=g)

@@ -69,7 +69,8 @@ class Generative(Task):
                 z = self.noise(model, n)
                 for i in range(0, n, bs):
                     with self.autocast():
-                        yield self.generate(model, z[i:i + bs]).float()
+                        images = self.generate(model, z[i:i + bs]).float()
+                    yield images  # outside autocast: the FID network and the statistics stay float32
 
             return _fid.frechet_distance(extractor, real(), fake())
         finally:
