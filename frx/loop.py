@@ -29,6 +29,7 @@ from .optim import make_scheduler
 
 log = logging.getLogger("frx.train")
 PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
+RATE_WINDOW_S = 300.0  # a progress line's speed and ETA: over the last 5 minutes (FR's steps get cheaper as its mask shrinks)
 
 
 class Interrupted(Exception):
@@ -133,6 +134,7 @@ class Loop:
         # an epoch stopped by Ctrl-C: steps done, their losses and time, the data-order state at its start
         self.partial: Optional[dict] = None
         self.session_start, self.session_steps, self.last_line = time.time(), 0, time.time()
+        self.rate_marks: list[tuple[float, int]] = []  # (time, session_steps) of recent progress lines
         self.last_save = time.time()  # trainer.checkpoint_every_s counts from here
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -207,6 +209,7 @@ class Loop:
     def fit(self) -> None:
         """Train the remaining epochs, a checkpoint after each; Ctrl-C saves one and raises Interrupted."""
         self.session_start, self.session_steps, self.last_save = time.time(), 0, time.time()
+        self.rate_marks = []
         with stop_on_sigint() as stop:
             while self.epoch < self.tr.epochs:
                 entry = self.train_epoch(stop)
@@ -228,7 +231,11 @@ class Loop:
 
     def progress_line(self, epoch: int, step: int, losses: list[float], kept: int) -> None:
         """One log line (for logs, where no bar is drawn): position, recent loss, kept, speed, time left."""
-        rate = self.session_steps / max(time.time() - self.session_start, 1e-9)
+        now = time.time()
+        self.rate_marks = [(t, n) for t, n in self.rate_marks if now - t <= RATE_WINDOW_S] or self.rate_marks[-1:]
+        since, done = self.rate_marks[0] if self.rate_marks else (self.session_start, 0)
+        rate = (self.session_steps - done) / max(now - since, 1e-9)
+        self.rate_marks.append((now, self.session_steps))
         left = (self.tr.epochs - epoch) * self.steps + self.steps - step
         recent = [float(v) for v in losses[-50:]]
         log.info("epoch %d/%d  step %d/%d  loss %.4f  kept %s  %.2f steps/s  ETA %s (training steps only)",

@@ -127,6 +127,28 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch, caplog):
         assert [(r["kind"], r["step"]) for r in csv.DictReader(f)] == [("step", "3"), ("step", "6"), ("epoch", "")]
 
 
+
+def test_progress_speed_is_the_recent_one(monkeypatch, caplog):
+    """The speed and ETA of a progress line come from the last few minutes, not the whole session: an FR
+    run's first steps (mask still wide) are far slower than its later ones."""
+    from types import SimpleNamespace
+
+    clock = [0.0]
+    monkeypatch.setattr(loop_mod.time, "time", lambda: clock[0])
+    lp = loop_mod.Loop.__new__(loop_mod.Loop)
+    lp.tr, lp.steps, lp.session_start, lp.session_steps, lp.rate_marks = SimpleNamespace(epochs=1), 200, 0.0, 0, []
+    lines = []
+    monkeypatch.setattr(loop_mod.log, "info", lambda fmt, *a: lines.append(fmt % a))
+    for t, n in ((1000.0, 10), (1100.0, 110), (1200.0, 160)):  # 10 slow steps, then 100, then 50 in 100 s each
+        clock[0], lp.session_steps = t, n
+        lp.progress_line(1, n, [2.0], 1234)
+    assert "0.01 steps/s" in lines[0] and "ETA 5h16m" in lines[0]  # 190 steps at 0.01/s
+    assert "1.00 steps/s" in lines[1] and "ETA 1m30s" in lines[1]  # the last 100 s, not 110 / 1100 s
+    assert "0.75 steps/s" in lines[2] and "ETA 0m53s" in lines[2]  # 150 steps in the 200 s since 1000 s
+    clock[0], lp.session_steps = 2000.0, 170  # nothing within the window: the latest line is the reference
+    lp.progress_line(1, 170, [2.0], 1234)
+    assert "0.01 steps/s" in lines[3]
+
 @pytest.mark.slow
 def test_sigint_to_the_cli_exits_130_with_the_resume_command(tmp_path):
     args = [*SHORT, "trainer.epochs=50", "trainer.max_steps_per_epoch=20"]
