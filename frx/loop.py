@@ -29,7 +29,8 @@ from .optim import make_scheduler
 
 log = logging.getLogger("frx.train")
 PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
-RATE_WINDOW_S = 300.0  # a progress line's speed and ETA: over the last 5 minutes (FR's steps get cheaper as its mask shrinks)
+# a progress line's speed and ETA: over the last 5 minutes (FR's steps get cheaper as its mask shrinks)
+RATE_WINDOW_S = 300.0
 
 
 class Interrupted(Exception):
