@@ -210,7 +210,6 @@ class Loop:
     def fit(self) -> None:
         """Train the remaining epochs, a checkpoint after each; Ctrl-C saves one and raises Interrupted."""
         self.session_start, self.session_steps, self.last_save = time.time(), 0, time.time()
-        self.rate_marks = []
         with stop_on_sigint() as stop:
             while self.epoch < self.tr.epochs:
                 entry = self.train_epoch(stop)
@@ -248,6 +247,7 @@ class Loop:
         """One epoch of optimizer steps, the schedules' epoch ends and (when due) evaluation; its log entry.
         None when `stop` was set (Ctrl-C): `self.partial` then says where the epoch stopped."""
         t0, epoch, epochs = time.time(), self.epoch + 1, self.tr.epochs
+        self.rate_marks = [(t0, self.session_steps)]  # speed from this epoch's steps, not the evaluation before
         part, self.partial = self.partial, None
         if part is not None:  # the epoch was interrupted: the same data order, then skip the steps done
             self.gen.set_state(part["gen"])

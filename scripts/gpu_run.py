@@ -348,21 +348,35 @@ def run_rows(a, env: dict, data_root: Path, work: Path, deadline: float) -> dict
     threads = max(1, (os.cpu_count() or 1) // a.parallel)
     env = dict(env, OMP_NUM_THREADS=str(threads))
     pending, running, done = list(a.rows), [], {}
-    walls: dict[str, float] = {}  # model -> longest finished run
+    per_epoch: dict[str, float] = {}  # model -> the longest wall time per epoch of its finished runs
+    epochs: dict[str, int] = {}  # row -> its epochs (FR and pruning rows may train longer than the reference)
+
+    def epochs_of(row: str) -> int:
+        if row not in epochs:
+            from frx.config import compose
+
+            epochs[row] = int(compose([f"experiment=table{a.table}/{split_row(row)[0]}", f"scale={a.scale}",
+                                       *a.overrides]).trainer.epochs)
+        return epochs[row]
+
+    def needs(row: str) -> float:  # the time a row needs, from a finished run of its model (0: none yet)
+        return per_epoch[model_of(row)] * epochs_of(row) if model_of(row) in per_epoch else 0.0
+
     while pending or running:
         for r in [r for r in running if r.poll()]:
             running.remove(r)
             record = r.record()
             done[r.row] = {"status": r.status, "wall_s": round(r.wall, 1), "record": str(record) if record else None}
             if r.status == "finished":
-                walls[model_of(r.row)] = max(walls.get(model_of(r.row), 0), r.wall)
+                per_epoch[model_of(r.row)] = max(per_epoch.get(model_of(r.row), 0.0), r.wall / epochs_of(r.row))
             say(f"{r.row}: {r.status} after {r.wall:.0f} s")
         left = deadline - time.time()
         if left <= 0:
             break
         while len(running) < a.parallel:
             # the first pending row that can still finish: a model with a finished run needs that run's time
-            row = next((r for r in pending if left >= max(walls.get(model_of(r), 0), a.min_start_s)), None)
+            # per epoch times the row's epochs
+            row = next((r for r in pending if left >= max(needs(r), a.min_start_s)), None)
             if row is None:
                 break
             pending.remove(row)

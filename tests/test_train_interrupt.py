@@ -127,8 +127,7 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch, caplog):
         assert [(r["kind"], r["step"]) for r in csv.DictReader(f)] == [("step", "3"), ("step", "6"), ("epoch", "")]
 
 
-
-def test_progress_speed_is_the_recent_one(monkeypatch, caplog):
+def test_progress_speed_is_the_recent_one(monkeypatch):
     """The speed and ETA of a progress line come from the last few minutes, not the whole session: an FR
     run's first steps (mask still wide) are far slower than its later ones."""
     from types import SimpleNamespace
@@ -148,6 +147,7 @@ def test_progress_speed_is_the_recent_one(monkeypatch, caplog):
     clock[0], lp.session_steps = 2000.0, 170  # nothing within the window: the latest line is the reference
     lp.progress_line(1, 170, [2.0], 1234)
     assert "0.01 steps/s" in lines[3]
+
 
 @pytest.mark.slow
 def test_sigint_to_the_cli_exits_130_with_the_resume_command(tmp_path):
