@@ -135,7 +135,7 @@ class Loop:
         # an epoch stopped by Ctrl-C: steps done, their losses and time, the data-order state at its start
         self.partial: Optional[dict] = None
         self.session_start, self.session_steps, self.last_line = time.time(), 0, time.time()
-        self.rate_marks: list[tuple[float, int]] = []  # (time, session_steps) of recent progress lines
+        self.rate_marks: list[tuple[float, int]] = []  # (time, session_steps): the epoch's start, recent progress lines
         self.last_save = time.time()  # trainer.checkpoint_every_s counts from here
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class Loop:
         """One log line (for logs, where no bar is drawn): position, recent loss, kept, speed, time left."""
         now = time.time()
         self.rate_marks = [(t, n) for t, n in self.rate_marks if now - t <= RATE_WINDOW_S] or self.rate_marks[-1:]
-        since, done = self.rate_marks[0] if self.rate_marks else (self.session_start, 0)
+        since, done = self.rate_marks[0]  # train_epoch puts the epoch's start there
         rate = (self.session_steps - done) / max(now - since, 1e-9)
         self.rate_marks.append((now, self.session_steps))
         left = (self.tr.epochs - epoch) * self.steps + self.steps - step

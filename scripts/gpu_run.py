@@ -38,6 +38,7 @@ Exit status 0 when every started row finished or was stopped at the budget; 1 wh
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -349,15 +350,12 @@ def run_rows(a, env: dict, data_root: Path, work: Path, deadline: float) -> dict
     env = dict(env, OMP_NUM_THREADS=str(threads))
     pending, running, done = list(a.rows), [], {}
     per_epoch: dict[str, float] = {}  # model -> the longest wall time per epoch of its finished runs
-    epochs: dict[str, int] = {}  # row -> its epochs (FR and pruning rows may train longer than the reference)
 
-    def epochs_of(row: str) -> int:
-        if row not in epochs:
-            from frx.config import compose
+    @functools.cache
+    def epochs_of(row: str) -> int:  # FR and pruning rows may train longer than the reference
+        from frx.config import compose
 
-            epochs[row] = int(compose([f"experiment=table{a.table}/{split_row(row)[0]}", f"scale={a.scale}",
-                                       *a.overrides]).trainer.epochs)
-        return epochs[row]
+        return int(compose(row_overrides(a, row, data_root, work)).trainer.epochs)
 
     def needs(row: str) -> float:  # the time a row needs, from a finished run of its model (0: none yet)
         return per_epoch[model_of(row)] * epochs_of(row) if model_of(row) in per_epoch else 0.0

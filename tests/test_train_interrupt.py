@@ -135,7 +135,7 @@ def test_progress_speed_is_the_recent_one(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(loop_mod.time, "time", lambda: clock[0])
     lp = loop_mod.Loop.__new__(loop_mod.Loop)
-    lp.tr, lp.steps, lp.session_start, lp.session_steps, lp.rate_marks = SimpleNamespace(epochs=1), 200, 0.0, 0, []
+    lp.tr, lp.steps, lp.session_steps, lp.rate_marks = SimpleNamespace(epochs=1), 200, 0, [(0.0, 0)]  # epoch start
     lines = []
     monkeypatch.setattr(loop_mod.log, "info", lambda fmt, *a: lines.append(fmt % a))
     for t, n in ((1000.0, 10), (1100.0, 110), (1200.0, 160)):  # 10 slow steps, then 100, then 50 in 100 s each
