@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import models, tasks
 from .data.common import check_dataset_keys
+from .fr.budget import BUDGETS
 from .fr.mask import KINDS
 from .fr.parametrize import INITS, LINEAR_VIEWS, MIN_KEPT
 from .fr.schedule import UNITS
@@ -45,6 +46,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
 Unit, Init, LinearView = _choices("Unit", UNITS), _choices("Init", INITS), _choices("LinearView", LINEAR_VIEWS)
 Optimizer, Scheduler = _choices("Optimizer", OPTIMIZERS), _choices("Scheduler", SCHEDULERS)
 AmpDtype, PruneSchedule = _choices("AmpDtype", AMP_DTYPES), _choices("PruneSchedule", SCHEDULES)
+Budget = _choices("Budget", BUDGETS)
 
 
 class UserError(Exception):
@@ -74,6 +76,8 @@ class FRConf:
     # beyond the paper: while coefficients are dropped, rescale each layer so that its gain on the training
     # batches stays its initialization's (frx.fr.gain; networks without normalization layers, e.g. AlexNet)
     keep_gain: bool = False
+    # tensor: the ratio beta in every tensor (the paper) | global: the same total, spread by energy (frx.fr.budget)
+    budget: Budget = Budget.tensor
 
 
 @dataclass
@@ -304,8 +308,7 @@ def validate(cfg: DictConfig) -> DictConfig:
 
 
 def resolved_config(cfg: DictConfig) -> dict:
-    """The run's config as stored in its record and checkpoint (the hydra node left out: compose's has unset
-    fields)."""
+    """The run's config as stored in its record and checkpoint (without compose's hydra node: it has unset fields)."""
     return {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
             for k, v in cfg.items() if k != "hydra"}
 

@@ -31,7 +31,7 @@ def attach_fr(cfg: DictConfig, model: nn.Module, task: Any):
     return regularize(model, epsilon=f.epsilon, gamma=f.gamma, unit=f.unit, min_kept=dict(f.min_kept), init=f.init,
                       include=f.include, exclude=f.exclude, dims=f.dims, linear_view=f.linear_view,
                       sample_input=sample, generator=torch.Generator().manual_seed(int(cfg.seed)),
-                      keep_norm=f.keep_norm, keep_gain=f.keep_gain)
+                      keep_norm=f.keep_norm, keep_gain=f.keep_gain, budget=f.budget)
 
 
 def attach_pruner(cfg: DictConfig, model: nn.Module) -> Optional[MagnitudePruner]:

@@ -33,7 +33,7 @@ from torch import nn
 from ..files import atomic_write
 from .dct import idctn_corner
 from .int8 import INT8_GROUP, dequantize_int8, int8_bytes, quantize_int8
-from .mask import corner_shape, kept_order
+from .mask import corner_shape, kept_order, kept_rows, slice_perm
 from .parametrize import FrequencyWeight, fr_tensors
 
 # a header is input: the values it claims are bounded by the file's size before anything is allocated. One
@@ -54,18 +54,9 @@ class CorruptFile(ValueError):
     """The file is not a readable frx pack (wrong magic, truncated, failed checksum, bad header)."""
 
 
-def _perm(p: FrequencyWeight) -> list[int]:
-    """View dims reordered as (untransformed..., transformed...)."""
-    return [d for d in range(len(p.view)) if d not in p.dims] + list(p.dims)
-
-
 def kept_values(p: FrequencyWeight, t: torch.Tensor) -> torch.Tensor:
     """The kept coefficients of T, k per slice, in mask order (flattened)."""
-    k = int(p.k)
-    rows = t.reshape(p.view).permute(_perm(p)).reshape(p.slices, *p.t_shape)
-    corner = corner_shape(p.t_shape, k)
-    rows = rows[(slice(None),) + tuple(slice(0, c) for c in corner)].reshape(p.slices, -1)
-    return rows[:, kept_order(p.t_shape, k, t.device)].reshape(-1)
+    return kept_rows(t, p.view, p.dims, int(p.k)).reshape(-1)
 
 
 def _corner_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.Tensor:
@@ -74,7 +65,7 @@ def _corner_from_values(p: FrequencyWeight, values: torch.Tensor) -> torch.Tenso
     corner = corner_shape(p.t_shape, k)
     rows = torch.zeros(p.slices, math.prod(corner), dtype=values.dtype)
     rows[:, kept_order(p.t_shape, k)] = values.reshape(p.slices, k)
-    perm = _perm(p)
+    perm = slice_perm(p.view, p.dims)
     sizes = iter(corner)
     rows = rows.reshape([p.view[d] if d not in p.dims else next(sizes) for d in perm])
     return rows.permute([perm.index(d) for d in range(len(perm))])

@@ -124,6 +124,20 @@ def _kept_order_2d(shape: tuple[int, int], k: int, device) -> torch.Tensor:
     return x0 * c1 + (norm - x0)
 
 
+def slice_perm(view: Sequence[int], dims: Sequence[int]) -> list[int]:
+    """The dims of `view` reordered as (untransformed..., transformed...)."""
+    return [d for d in range(len(view)) if d not in dims] + list(dims)
+
+
+def kept_rows(t: torch.Tensor, view: Sequence[int], dims: Sequence[int], k: int) -> torch.Tensor:
+    """The kept coefficients of `t` seen as `view` and masked over `dims`: (slices, k), each row in mask order."""
+    t_shape = tuple(int(view[d]) for d in dims)
+    rows = t.reshape(tuple(view)).permute(slice_perm(view, dims)).reshape(-1, *t_shape)
+    corner = corner_shape(t_shape, k)
+    rows = rows[(slice(None),) + tuple(slice(0, c) for c in corner)].reshape(rows.shape[0], -1)
+    return rows[:, kept_order(t_shape, k, t.device)]
+
+
 def ratio_to_k(numel: int, ratio: float, min_kept: int = 1) -> int:
     """Kept count for a kept ratio, never below the floor `min_kept` nor above `numel`."""
     return int(min(numel, max(round(ratio * numel), min_kept, 1)))

@@ -24,11 +24,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .budget import BUDGETS, spread
 from .dct import dctn, masked_idctn
 from .factors import FactoredForward, corner_of
 from .gain import GainKeeper
 from .layers import chosen_modules, find_linear_views, kind_of, some, weight_name
-from .mask import KINDS, corner_mask, ratio_to_k
+from .mask import KINDS, corner_mask, kept_rows, ratio_to_k
 from .schedule import TailDropout
 
 INITS = ("dct", "normal")
@@ -137,11 +138,12 @@ class FR:
     """Handle on a regularized model: the tail-dropout schedule and its tensors."""
 
     def __init__(self, model: nn.Module, schedule: TailDropout, min_kept: Mapping[str, int], keep_norm: bool = False,
-                 keep_gain: bool = False):
+                 keep_gain: bool = False, budget: str = "tensor"):
         self.model = model
         self.schedule = schedule
         self.min_kept = dict(min_kept)
         self.keep_norm = bool(keep_norm)
+        self.budget = budget
         self.tensors = list(fr_tensors(model))
         if not self.tensors:
             raise ValueError("no weight was regularized: check include/exclude")
@@ -158,12 +160,29 @@ class FR:
                 raise RuntimeError(f"{name} is no longer regularized (the model was exported): "
                                    f"this FR handle has nothing left to schedule")
 
+    def _floor(self, p: FrequencyWeight) -> int:
+        return min(p.t_numel, math.ceil(self.min_kept.get(p.kind, 1) / p.slices))
+
+    def _targets(self) -> list[int]:
+        """Each tensor's k at the schedule's beta: the same ratio each, or their total spread by `budget.spread`
+        (only when the total moves: a checkpoint's kept counts load as they were)."""
+        ks = [ratio_to_k(p.t_numel, self.schedule.beta, self._floor(p)) for _, _, p in self.tensors]
+        if self.budget == "tensor":
+            return ks
+        total, now = sum(k * p.slices for k, (_, _, p) in zip(ks, self.tensors)), self.kept()
+        if total == now:
+            return [p._k for _, _, p in self.tensors]
+        grow = total > now  # set_beta upwards: every coefficient is a candidate again
+        with torch.no_grad():
+            energies = [kept_rows(m.parametrizations.weight.original, p.view, p.dims,
+                                  p.t_numel if grow else p._k).float().pow(2).sum(0) for _, m, p in self.tensors]
+        return spread(energies, [p.t_shape for _, _, p in self.tensors], [self._floor(p) for _, _, p in self.tensors],
+                      [p.slices for _, _, p in self.tensors], total)
+
     def _apply_beta(self, keep_norm: bool = False) -> None:
         """Set each tensor's k from beta. keep_norm: scale the coefficients a tensor keeps so that its
         weight's norm is what it was before this drop (the IDCT is orthonormal: ||W|| = ||T * M||)."""
-        for _, module, p in self.tensors:
-            floor = math.ceil(self.min_kept.get(p.kind, 1) / p.slices)
-            k = ratio_to_k(p.t_numel, self.schedule.beta, floor)
+        for k, (_, module, p) in zip(self._targets(), self.tensors):
             if not (keep_norm and k < p._k):
                 p.set_k(k)
                 continue
@@ -224,7 +243,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
                dims: Sequence[int] | None = None, linear_view: str = "flat",
                views: Mapping[str, Sequence[int]] | None = None,
                sample_input: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               factored: bool = True, keep_norm: bool = False, keep_gain: bool = False) -> FR:
+               factored: bool = True, keep_norm: bool = False, keep_gain: bool = False, budget: str = "tensor") -> FR:
     """Turn the chosen weights of `model` into frequency-domain parameters, in place.
 
     include/exclude: module-name globs ("features.*") or layer type names ("Linear");
@@ -245,6 +264,8 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     first layer's gradient is ~1e-11).
     keep_gain: while coefficients are dropped, rescale each layer so that its gain on the training batches
     stays its initialization's (beyond the paper; `frx.fr.gain`). One of keep_norm and keep_gain.
+    budget: "tensor" keeps the ratio beta of every tensor (the paper); "global" spreads the same total over
+    the tensors by the energy of their coefficients (beyond the paper; `frx.fr.budget`).
     Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
@@ -257,6 +278,8 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     for kind, floor in min_kept.items():
         if isinstance(floor, bool) or not isinstance(floor, numbers.Integral) or floor < 1:
             raise ValueError(f"min_kept[{kind!r}] must be an integer >= 1, got {floor!r}")
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if linear_view not in LINEAR_VIEWS:
@@ -290,7 +313,7 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
             with torch.no_grad():
                 original = module.parametrizations.weight.original
                 original.copy_(torch.randn(original.shape, generator=generator) * 0.1)
-    return FR(model, schedule, min_kept, keep_norm, keep_gain)
+    return FR(model, schedule, min_kept, keep_norm, keep_gain, budget)
 
 
 def export(model: nn.Module) -> nn.Module:
