@@ -11,22 +11,22 @@ from frx.fr.budget import falling_scores, shell_sizes, spread
 
 
 def test_scores_fall_along_the_mask_order_and_a_late_peak_lifts_what_precedes_it():
-    s = falling_scores(torch.tensor([9.0, 0.0, 0.0, 0.0, 3.0]), torch.ones(5, dtype=torch.long))  # mean 2.4
-    torch.testing.assert_close(s, torch.tensor([3.75, 1.25, 1.25, 1.25, 1.25], dtype=torch.float64))
+    s = falling_scores(torch.tensor([9.0, 0.0, 0.0, 0.0, 3.0]), torch.ones(5, dtype=torch.long))
+    torch.testing.assert_close(s, torch.tensor([9.0, 3.0, 3.0, 3.0, 3.0], dtype=torch.float64))
 
 
 def test_a_shell_scores_by_its_mean():
     # a (2, 3) tensor's mask order has shells of 1, 2, 2, 1 coefficients (L1 norms 0-3)
     assert shell_sizes((2, 3), 6).tolist() == [1, 2, 2, 1] and shell_sizes((2, 3), 4).tolist() == [1, 2, 1]
-    s = falling_scores(torch.tensor([6.0, 0.0, 2.0, 1.0, 1.0, 2.0]), shell_sizes((2, 3), 6))  # mean 2
-    # relative energies 3 | 0, 1 | .5, .5 | 1: shell means 3, .5, .5, 1, then the running maximum from the tail
-    torch.testing.assert_close(s, torch.tensor([3.0, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    s = falling_scores(torch.tensor([6.0, 0.0, 2.0, 1.0, 1.0, 2.0]), shell_sizes((2, 3), 6))
+    # shell means 6, 1, 1, 2, then the running maximum from the tail
+    torch.testing.assert_close(s, torch.tensor([6.0, 2.0, 2.0, 2.0, 2.0, 2.0], dtype=torch.float64))
 
 
 def test_spread_hand_checked():
     a, b = torch.tensor([4.0, 1.0, 1.0, 0.0]), torch.tensor([9.0, 0.0, 0.0, 0.0, 3.0])
     shapes = [(4,), (5,)]
-    # scores: a 2.67, .67, .67, 0; b 3.75, 1.25 x 4. Beyond the floors (1 each) 3 positions: b's
+    # scores: a 4, 1, 1, 0; b 9, 3 x 4. Beyond the floors (1 each) 3 positions: b's
     assert spread([a, b], shapes, floors=[1, 1], costs=[1, 1], total=5) == [1, 4]
     # b's positions cost 2 weights each: after the floors (1 + 2) two weights are left, one position of b
     assert spread([a, b], shapes, floors=[1, 1], costs=[1, 2], total=5) == [1, 2]
@@ -117,3 +117,28 @@ def test_a_run_with_the_global_budget_keeps_the_paper_total(tmp_path):
     assert r.counts["kept_weights"] == sum(t["kept"] for t in r.tensors) == sum(per_tensor)
     assert [t["kept"] for t in r.tensors] != per_tensor
     assert all(t["kept"] >= 256 for t in r.tensors)
+
+
+def test_layers_of_unequal_slices_never_grow_back_and_resume_as_saved():
+    """Conv kernels transformed over their channels only: a kept position costs 9 or 25 weights."""
+    def model(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(8, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 5), nn.ReLU(), nn.Conv2d(16, 4, 3))
+
+    settings = dict(budget="global", epsilon=0.05, gamma=0.2, dims=[0, 1], min_kept={"conv": 9})
+    net = model(0)
+    fr = frx.regularize(net, **settings)
+    before, saved, short = list(frx.get_k(net).values()), None, 0
+    for step in range(30):
+        fr.step()
+        now = list(frx.get_k(net).values())
+        assert all(k <= k0 for k, k0 in zip(now, before)) and fr.kept() <= fr._rule()[1]
+        short += fr.kept() < fr._rule()[1]  # positions of 9 or 25 weights rarely fill the total exactly
+        before = now
+        if step == 9:
+            saved = copy.deepcopy(net.state_dict()), fr.state_dict(), frx.get_k(net)
+    again = model(1)
+    fr2 = frx.regularize(again, **settings)
+    again.load_state_dict(saved[0])
+    fr2.load_state_dict(saved[1])
+    assert frx.get_k(again) == saved[2] and short > 10

@@ -4,20 +4,22 @@
 "global" (beyond the paper): the same total, spread by where the coefficients' energy is, as global
 magnitude pruning spreads its budget by the weights' magnitudes. A tensor's kept coefficients are scored
 in mask order by the mean energy of their shell (the coefficients of one L1 norm, summed over the
-untransformed slices); a running maximum from the tail makes the scores fall along the mask order, so
-the highest scores over all tensors are, in each tensor, a prefix of its order: its low-frequency
-corner, as the method requires. A tensor keeps at least its floor and, while the total shrinks, never
-more than it kept before.
+untransformed slices), relative to the tensor's mean over all its coefficients (so that layers of other
+scales compare); a running maximum from the tail makes the scores fall along the mask order, so the
+highest scores over all tensors are, in each tensor, a prefix of its order: its low-frequency corner, as
+the method requires. That maximum lets one strong shell late in the order hold all that precede it. A
+tensor keeps at least its floor and, while the total shrinks, never more than it kept before; where
+positions cost different numbers of weights the total may be under-spent by less than one position's weights.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .mask import l1_counts
+from .mask import kept_rows, l1_counts
 
 BUDGETS = ("tensor", "global")
 
@@ -33,7 +35,6 @@ def falling_scores(energy: torch.Tensor, shells: torch.Tensor) -> torch.Tensor:
     """Each position's score: the mean energy of its shell (`shells`: the shells' sizes, in mask order),
     then the running maximum from the tail, so that scores fall along the mask order."""
     e = energy.double()
-    e = e / e.mean().clamp_min(torch.finfo(e.dtype).tiny)
     owner = torch.repeat_interleave(torch.arange(len(shells)), shells)
     means = torch.zeros(len(shells), dtype=e.dtype).index_add_(0, owner, e) / shells.clamp_min(1)
     return torch.repeat_interleave(means.flip(0).cummax(0).values.flip(0), shells)
@@ -43,9 +44,9 @@ def spread(energies: Sequence[torch.Tensor], t_shapes: Sequence[Sequence[int]], 
            costs: Sequence[int], total: int) -> list[int]:
     """Kept positions per tensor: at least `floors[i]`, at most len(energies[i]), with sum(k * cost) <= total.
 
-    energies[i]: the energy of tensor i's first coefficients in mask order (its transformed shape
+    energies[i]: the (relative) energy of tensor i's first coefficients in mask order (its transformed shape
     `t_shapes[i]`); costs[i]: the weights one position keeps (the tensor's untransformed slices). The
-    positions beyond the floors are taken by falling score until the total is spent.
+    positions beyond the floors are taken by falling score until the next would exceed the total.
     """
     floors = [min(int(f), len(e)) for f, e in zip(floors, energies)]
     left = int(total) - sum(f * int(c) for f, c in zip(floors, costs))
@@ -63,3 +64,16 @@ def spread(energies: Sequence[torch.Tensor], t_shapes: Sequence[Sequence[int]], 
     taken = int(torch.searchsorted(torch.cumsum(cost[order], 0), left, right=True))
     extra = torch.bincount(owner[order[:taken]], minlength=len(floors))
     return [f + int(n) for f, n in zip(floors, extra)]
+
+
+def spread_over(weights: Sequence[tuple[torch.Tensor, Any]], floors: Sequence[int], total: int,
+                everything: bool) -> list[int]:
+    """`spread` over regularized tensors, given as (T, its FrequencyWeight): each position's energy relative to
+    its tensor's mean over all its coefficients. Candidates: the kept positions, or every one (`everything`)."""
+    energies = []
+    with torch.no_grad():
+        for t, p in weights:
+            t = t.float()
+            e = kept_rows(t, p.view, p.dims, p.t_numel if everything else p._k).pow(2).sum(0)
+            energies.append(e * p.t_numel / t.pow(2).sum().clamp_min(torch.finfo(t.dtype).tiny))
+    return spread(energies, [p.t_shape for _, p in weights], floors, [p.slices for _, p in weights], total)

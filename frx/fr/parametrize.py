@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .budget import BUDGETS, spread
+from .budget import BUDGETS, spread_over
 from .dct import dctn, masked_idctn
 from .factors import FactoredForward, corner_of
 from .gain import GainKeeper
 from .layers import chosen_modules, find_linear_views, kind_of, some, weight_name
-from .mask import KINDS, corner_mask, kept_rows, ratio_to_k
+from .mask import KINDS, corner_mask, ratio_to_k
 from .schedule import TailDropout
 
 INITS = ("dct", "normal")
@@ -148,6 +148,7 @@ class FR:
         if not self.tensors:
             raise ValueError("no weight was regularized: check include/exclude")
         self.gain = GainKeeper({name: module for name, module, _ in self.tensors}) if keep_gain else None
+        self._total = self.dense()  # the total that budget="global" last spread: nothing dropped yet
         self._apply_beta()
 
     @property
@@ -163,21 +164,22 @@ class FR:
     def _floor(self, p: FrequencyWeight) -> int:
         return min(p.t_numel, math.ceil(self.min_kept.get(p.kind, 1) / p.slices))
 
-    def _targets(self) -> list[int]:
-        """Each tensor's k at the schedule's beta: the same ratio each, or their total spread by `budget.spread`
-        (only when the total moves: a checkpoint's kept counts load as they were)."""
+    def _rule(self) -> tuple[list[int], int]:
+        """Each tensor's k by the paper's rule (the ratio beta, above its floor), and the weights they keep."""
         ks = [ratio_to_k(p.t_numel, self.schedule.beta, self._floor(p)) for _, _, p in self.tensors]
+        return ks, sum(k * p.slices for k, (_, _, p) in zip(ks, self.tensors))
+
+    def _targets(self) -> list[int]:
+        """Each tensor's k at the schedule's beta: the paper's rule, or with budget="global" the rule's total
+        spread by `budget.spread`, anew only when that total moves."""
+        ks, total = self._rule()
         if self.budget == "tensor":
             return ks
-        total, now = sum(k * p.slices for k, (_, _, p) in zip(ks, self.tensors)), self.kept()
-        if total == now:
+        if total == self._total:
             return [p._k for _, _, p in self.tensors]
-        grow = total > now  # set_beta upwards: every coefficient is a candidate again
-        with torch.no_grad():
-            energies = [kept_rows(m.parametrizations.weight.original, p.view, p.dims,
-                                  p.t_numel if grow else p._k).float().pow(2).sum(0) for _, m, p in self.tensors]
-        return spread(energies, [p.t_shape for _, _, p in self.tensors], [self._floor(p) for _, _, p in self.tensors],
-                      [p.slices for _, _, p in self.tensors], total)
+        grow, self._total = total > self._total, total  # set_beta upwards: every coefficient is a candidate again
+        return spread_over([(m.parametrizations.weight.original, p) for _, m, p in self.tensors],
+                           [self._floor(p) for _, _, p in self.tensors], total, grow)
 
     def _apply_beta(self, keep_norm: bool = False) -> None:
         """Set each tensor's k from beta. keep_norm: scale the coefficients a tensor keeps so that its
@@ -232,6 +234,7 @@ class FR:
     def load_state_dict(self, state: dict) -> None:
         self._check_attached()
         self.schedule.load_state_dict(state["schedule"])
+        self._total = self._rule()[1]  # the kept counts were spread before the save: they load as they are
         self._apply_beta()
         if self.gain is not None and "gain" in state:
             self.gain.load_state_dict(state["gain"])
