@@ -2,9 +2,10 @@
 
 Two ways to name the data:
 
-    frx-eval FILE.frx [model=NAME] dataset=NAME [more overrides]
-        a data set config, as frx-train takes it; scores the validation split with
-        the task's own metric (top-1, Dice, FID).
+    frx-eval FILE.frx [model=NAME] dataset=NAME [more overrides] [--split train]
+        a data set config, as frx-train takes it; scores the validation split (or,
+        with --split train, the training images without augmentation) with the
+        task's own metric (top-1, Dice, FID).
     frx-eval FILE.frx [--model NAME] --images DIR --masks DIR [--size HxW] [--limit N]
         a folder of segmentation images and masks paired in name order (PNG, JPEG,
         GIF): image = pixels / 255, mask = pixels above half its maximum,
@@ -33,6 +34,7 @@ from . import models
 from .files import atomic_write_bytes
 from .fr import CorruptFile, unpack, unpack_meta
 
+SPLITS = ("val", "train")  # frx-eval --split with a config
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff")
 EPS = 1e-6
 
@@ -115,8 +117,8 @@ def load_packed(model: torch.nn.Module, path: Path, name: str) -> torch.nn.Modul
     return model.eval()
 
 
-def _config_eval(path: Path, overrides: list[str], model_name: str) -> tuple[str, str, float, dict]:
-    """(metric name, model, value, extra) on the validation split of a data set config."""
+def _config_eval(path: Path, overrides: list[str], model_name: str, split: str = "val") -> tuple[str, str, float, dict]:
+    """(metric name, model, value, extra) on a split ("val" or "train") of a data set config."""
     from . import data, tasks
     from .config import UserError, compose, task_name, validate
 
@@ -132,9 +134,10 @@ def _config_eval(path: Path, overrides: list[str], model_name: str) -> tuple[str
         raise EvalError(f"bad overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
     task = tasks.build(task_name(cfg), cfg, splits, torch.device("cpu"), data.batches)
     model = load_packed(models.build_from_config(cfg.model), path, cfg.model.name)
-    value = task.evaluate(model, splits.val)
-    return task.metric, cfg.model.name, value, {"dataset": cfg.dataset.name, "split": "val",
-                                                  "samples": len(splits.val), "overrides": overrides}
+    samples = getattr(splits, split)
+    value = task.evaluate(model, samples)
+    return task.metric, cfg.model.name, value, {"dataset": cfg.dataset.name, "split": split,
+                                                  "samples": len(samples), "overrides": overrides}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", type=Path, help="folder of masks, paired with --images in name order")
     parser.add_argument("--size", type=parse_size, help="resize images and masks to HxW (default: as stored)")
     parser.add_argument("--limit", type=positive, help="only the first N images")
+    parser.add_argument("--split", choices=SPLITS, default="val",
+                        help="with a config: score its validation split (default) or its training images, "
+                             "unaugmented (dataset.limit_train=N takes the first N)")
     parser.add_argument("--threads", type=positive, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
@@ -170,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         if folder:
             if args.overrides:
                 raise EvalError("give either --images/--masks or config overrides, not both")
+            if args.split != "val":
+                raise EvalError("--split goes with a config (dataset=NAME), not with --images/--masks")
             if args.images is None or args.masks is None:
                 raise EvalError("--images and --masks go together")
             if models.spec(name).task != "segmentation":
@@ -197,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"images": len(items), "size": list(args.size) if args.size else "as stored",
                      "per_image": {img.name: s for (img, _), s in zip(items, scores)}}
         else:
-            metric, name, value, extra = _config_eval(args.file, args.overrides, name)
+            metric, name, value, extra = _config_eval(args.file, args.overrides, name, args.split)
     except EvalError as e:
         return fail(str(e))
-    n = f"{extra['images']} images" if folder else f"{extra['samples']} {extra['dataset']} validation samples"
+    split_name = {"val": "validation", "train": "training"}[args.split]
+    n = f"{extra['images']} images" if folder else f"{extra['samples']} {extra['dataset']} {split_name} samples"
     print(f"{metric} {value:.4f} ({value:.6f}) for {name} from {args.file}, mean over {n}")
     if args.json is not None:
         result = {"file": str(args.file), "model": name, "metric": metric, "value": value,

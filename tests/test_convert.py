@@ -283,3 +283,16 @@ def test_eval_with_a_data_set_config(tmp_path, capsys):
         expected = (model.eval()(val.x).argmax(1) == val.y).float().mean().item()
     assert result["value"] == pytest.approx(expected, abs=1e-6)
     assert capsys.readouterr().out.startswith(f"top1 {expected:.4f}")
+
+    # --split train: the same metric on the training images, as stored (no augmentation)
+    assert eval_main([str(packed), "dataset=mnist5k", "dataset.limit_train=64", "--split", "train",
+                      "--json", str(out), "--overwrite"]) == 0
+    result = json.loads(out.read_text())
+    assert (result["split"], result["samples"]) == ("train", 64)
+    train = data.load(compose(["model=lenet5", "dataset=mnist5k", "dataset.limit_train=64"]).dataset).train
+    with torch.no_grad():
+        expected = (model(train.x).argmax(1) == train.y).float().mean().item()
+    assert result["value"] == pytest.approx(expected, abs=1e-6)
+    assert "64 mnist5k training samples" in capsys.readouterr().out
+    assert eval_main([str(packed), "--split", "train", "--images", str(tmp_path), "--masks", str(tmp_path)]) == 2
+    assert "--split goes with a config" in capsys.readouterr().err
