@@ -64,12 +64,14 @@ table2: $(STAMP)
 # value order, in the background, continuing from their checkpoints after any stop. Run folders, logs, the
 # decoded data and copies of finished records live in FRX_WORK (outside the checkout); records land in
 # results/runs/table2. `make cpu-table2-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
+# ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order).
 # Two rows at once, one thread each: the pair does 1.4x the work of one two-thread row (README, Table 2 on CIFAR-10, CPU).
 FRX_WORK    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/frx
 CPU_JOBS    ?= 2
 CPU_THREADS ?=
+ROWS        ?=
 CPU_TABLE2   = scripts/run_missing.py --table 2 --scale cpu --seeds $(SEEDS) --jobs $(CPU_JOBS) \
-	$(if $(CPU_THREADS),--threads $(CPU_THREADS)) --work-dir $(FRX_WORK) \
+	$(if $(CPU_THREADS),--threads $(CPU_THREADS)) $(if $(ROWS),--rows $(ROWS)) --work-dir $(FRX_WORK) \
 	--data-root $(FRX_WORK)/data --import-from $(or $(FRX_SHARED_DATA),../shared/data)/cifar10/cifar10-jpeg.npz
 cpu-table2: $(STAMP)
 	$(PY) $(CPU_TABLE2) --detach -- $(OVERRIDES)

@@ -92,3 +92,18 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_make_cpu_table2_passes_its_settings_to_the_runner(tmp_path):
+    """`make cpu-table2` (dry run): ROWS, CPU_JOBS, CPU_THREADS and FRX_WORK reach scripts/run_missing.py."""
+    stamp = tmp_path / "installed"  # newer than pyproject.toml: the dry run plans no set-up
+    stamp.touch()
+    out = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table2", "ROWS=vgg16_ref alexnet_ref", "CPU_JOBS=1",
+                          "CPU_THREADS=2", f"FRX_WORK={tmp_path}", f"STAMP={stamp}"],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if "run_missing.py" in ln)
+    for part in ("--rows vgg16_ref alexnet_ref", "--jobs 1", "--threads 2", f"--work-dir {tmp_path}", "--detach"):
+        assert part in line
+    default = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table2", f"STAMP={stamp}"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "--rows" not in default and "--jobs 2" in default
