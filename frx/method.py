@@ -1,18 +1,20 @@
 """The method a run trains with, behind one interface for the loop: the plain network, FR, or magnitude
-pruning. The loop calls `step()` after each optimizer step and `epoch_end()` after each epoch, reads
-`kept()` and `beta`, keeps `state_dict()` in the checkpoint under `key`, restores it around the model's
-state, and calls `finalize()` before the model is packed; it never asks which method it has."""
+pruning. The loop calls `step()` after each optimizer step and `epoch_end()` after each epoch, runs its
+evaluations inside `evaluation()`, reads `kept()` and `beta`, keeps `state_dict()` in the checkpoint under
+`key`, restores it around the model's state, and calls `finalize()` before the model is packed; it never
+asks which method it has."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import contextlib
+from typing import Any, ContextManager, Mapping, Optional
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .fr import FR, regularize
+from .fr import FR, factored_inference, regularize
 from .prune import MagnitudePruner, budget_from_fr, weight_tensors
 
 CHECKPOINT_KEYS = ("fr", "pruner")  # where a checkpoint keeps the method's state (None for the others)
@@ -61,6 +63,10 @@ class Plain:
     def epoch_end(self) -> None:
         pass
 
+    def evaluation(self) -> ContextManager:
+        """Around the evaluations during training."""
+        return contextlib.nullcontext()
+
     def kept(self) -> int:
         """The weights kept, counted when they can have changed (the loop reads them at every log line)."""
         if self._kept is None:
@@ -102,6 +108,11 @@ class FrequencyRegularized(Plain):
 
     def epoch_end(self) -> None:
         self.handle.epoch_end()
+
+    def evaluation(self) -> ContextManager:
+        """The factored layers evaluate by the cheaper route (a few times faster at small budgets); the
+        record's value_live, measured after training, keeps the packed model's route."""
+        return factored_inference(self.model)
 
     def kept(self) -> int:
         return self.handle.kept()

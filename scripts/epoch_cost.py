@@ -1,5 +1,6 @@
 """Where an epoch's time goes, plain against FR: one training step at the recipe's batch against the
-evaluation of a block of test images, under scale=cpu's settings (bfloat16 autocast, NHWC), best of rounds.
+evaluation of a block of test images, under scale=cpu's settings (bfloat16 autocast, NHWC), best of rounds;
+for FR also the evaluation as the training loop runs it (frx.fr.factored_inference).
 
     python scripts/epoch_cost.py [--model resnet18] [--batch 512] [--eval-images 2000] [--rounds 2] [--threads 1]
 """
@@ -8,12 +9,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
 
 import frx
 from frx.models import build
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def best(fn, rounds: int) -> float:
@@ -60,10 +68,23 @@ def main() -> None:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 model(xe)
 
+        def evaluate_factored():  # as the training loop evaluates an FR model (frx.fr.factored_inference)
+            with frx.fr.factored_inference(model):
+                evaluate()
+
         s, e = best(step, a.rounds), best(evaluate, a.rounds)
         print(f"{label}: training step ({a.batch}) {s:.2f} s, evaluation of {a.eval_images} images {e:.2f} s; "
               f"one epoch {steps * s:.0f} s of steps + {evals * e:.0f} s of evaluation "
               f"(evaluation {evals * e / (steps * s + evals * e):.0%})")
+        if beta is not None:  # the two evaluations in interleaved rounds: the ratio of each round
+            evaluate_factored()
+            pairs = [(timed(evaluate), timed(evaluate_factored)) for _ in range(max(3, a.rounds))]
+            ratios = sorted(f / d for d, f in pairs)
+            f = min(f for _, f in pairs)
+            print(f"{label}: evaluation of {a.eval_images} images by the factored route {f:.2f} s, "
+                  f"{statistics.median(ratios):.2f}x the rebuilt weights' [{ratios[0]:.2f}-{ratios[-1]:.2f}] over "
+                  f"{len(ratios)} interleaved rounds; one epoch {steps * s:.0f} s of steps + {evals * f:.0f} s of "
+                  f"evaluation (evaluation {evals * f / (steps * s + evals * f):.0%})")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ basis vectors (the identity along untransformed dims) and K the kept coefficient
 `Factors.of` says whether a layer factors (a view that splits its dims across outputs and inputs in
 any other way, or a grouped conv, does not). Training applies the factors to the activations as
 DCTs with a core made from T (`linear`, `conv`; `FactoredForward` takes that route when
-`training_cost` says it is cheaper than rebuilding W); deploy builds them as matrices (`matrices`)
+`Factors.cost` says it is cheaper than rebuilding W); deploy builds them as matrices (`matrices`)
 and freezes them into modules (`frx.fr.deploy`), which it costs as modules (`deploy._layer_macs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -92,12 +93,13 @@ class Factors:
 
     # ------------------------------------------------------------------------------------ training
 
-    def training_cost(self, in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[float, float]:
-        """(factored, rebuilt): multiply-adds per training step of one call on an input of `in_shape`
-        giving `out_shape`, with the factors applied to the activations, and with W rebuilt.
+    def cost(self, in_shape: Sequence[int], out_shape: Sequence[int], training: bool = True) -> tuple[float, float]:
+        """(factored, rebuilt): multiply-adds of one call on an input of `in_shape` giving `out_shape`,
+        with the factors applied to the activations, and with W rebuilt.
 
-        A transform costs (elements on its long side) x `_per_element`; the layer's products
-        run three times (forward and two backward), the rebuild twice (forward and adjoint).
+        A transform costs (elements on its long side) x `_per_element`. In training the layer's products
+        run three times (forward and two backward), the rebuild twice (forward and adjoint); in inference
+        (`training=False`) once each, W being rebuilt at every call.
         """
         view, corner, s = self.view, self.corner, self.split
         rebuild, size = 0.0, list(corner)
@@ -128,7 +130,8 @@ class Factors:
             factored = inner + rows_out * corner[0] * b * taps
             if 0 in self.dims:
                 factored += rows_out * view[0] * _per_element(view[0], corner[0], is_last_dim(out_shape, 1))
-        return 3 * factored, 2 * rebuild + 3 * rows_out * math.prod(view)
+        passes, rebuilds = (3, 2) if training else (1, 1)
+        return passes * factored, rebuilds * rebuild + passes * rows_out * math.prod(view)
 
     def linear(self, x: torch.Tensor, tc: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """linear(x, W, bias) with W = IDCT(T * M), without building W; `tc` is T's masked corner."""
@@ -210,7 +213,11 @@ TRAINED_FACTORED = ("linear", "conv")
 class FactoredForward:
     """`forward` of a regularized Linear or Conv1-3d (set on the instance; the class is unchanged):
     with gradients on, the layer applies the DCT factors to its activations when that costs less
-    than rebuilding W; otherwise (and in inference, where W is built once) the class's own forward."""
+    than rebuilding W; otherwise the class's own forward. Without gradients it takes the class's own
+    forward too (the packed model's output, bit for bit), unless `factored_inference` is on, which
+    weighs the two routes for one forward pass."""
+
+    factored_inference = False  # set per layer by `factored_inference(model)`
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -231,17 +238,19 @@ class FactoredForward:
     @torch.compiler.disable
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         m = self.module
-        if torch.is_grad_enabled():
-            p = m.parametrizations.weight[0]
-            key = (tuple(x.shape), p._k)
-            if self._choice is None or self._choice[0] != key:
-                self._choice = (key, self._cheaper(p, x))
-            if self._choice[1]:
-                f, tc = replace(self.layout, k=p._k), p.masked_corner(m.parametrizations.weight.original)
-                return f.linear(x, tc, m.bias) if isinstance(m, nn.Linear) else f.conv(x, tc, m)
+        training = torch.is_grad_enabled()
+        if not (training or self.factored_inference):
+            return type(m).forward(m, x)
+        p = m.parametrizations.weight[0]
+        key = (tuple(x.shape), p._k, training)
+        if self._choice is None or self._choice[0] != key:
+            self._choice = (key, self._cheaper(p, x, training))
+        if self._choice[1]:
+            f, tc = replace(self.layout, k=p._k), p.masked_corner(m.parametrizations.weight.original)
+            return f.linear(x, tc, m.bias) if isinstance(m, nn.Linear) else f.conv(x, tc, m)
         return type(m).forward(m, x)
 
-    def _cheaper(self, p, x: torch.Tensor) -> bool:
+    def _cheaper(self, p, x: torch.Tensor, training: bool) -> bool:
         m = self.module
         if isinstance(m, nn.Linear):
             out = (*x.shape[:-1], m.out_features)
@@ -249,5 +258,20 @@ class FactoredForward:
             with torch.device("meta"):
                 out = _CONV_FN[x.ndim](torch.empty(x.shape), torch.empty(p.shape), None,
                                        m.stride, m.padding, m.dilation).shape
-        factored, rebuild = replace(self.layout, k=p._k).training_cost(tuple(x.shape), tuple(out))
+        factored, rebuild = replace(self.layout, k=p._k).cost(tuple(x.shape), tuple(out), training)
         return factored < rebuild
+
+
+@contextlib.contextmanager
+def factored_inference(model: nn.Module):
+    """Inside: `model`'s factored layers evaluate (without gradients) by whichever route costs fewer
+    multiply-adds for one forward pass, which at a small budget is the factored one; the outputs then
+    differ from the packed model's by float rounding. For evaluations during training, where speed counts."""
+    layers = [m.forward for m in model.modules() if isinstance(m.__dict__.get("forward"), FactoredForward)]
+    for f in layers:
+        f.factored_inference = True
+    try:
+        yield
+    finally:
+        for f in layers:
+            f.factored_inference = False
