@@ -64,7 +64,7 @@ table2: $(STAMP)
 # value order, in the background, continuing from their checkpoints after any stop. Run folders, logs, the
 # decoded data and copies of finished records live in FRX_WORK (outside the checkout); records land in
 # results/runs/table2. `make cpu-table2-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
-# ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order).
+# ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order; cpu-table2, its status and table2 SCALE=cpu).
 # Two rows at once, one thread each: the pair does 1.4x the work of one two-thread row (README, Table 2 on CIFAR-10, CPU).
 FRX_WORK    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/frx
 CPU_JOBS    ?= 2

@@ -34,7 +34,7 @@ from . import models
 from .files import atomic_write_bytes
 from .fr import CorruptFile, unpack, unpack_meta
 
-SPLITS = ("val", "train")  # frx-eval --split with a config
+SPLITS = {"val": "validation", "train": "training"}  # frx-eval --split with a config
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff")
 EPS = 1e-6
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", type=Path, help="folder of masks, paired with --images in name order")
     parser.add_argument("--size", type=parse_size, help="resize images and masks to HxW (default: as stored)")
     parser.add_argument("--limit", type=positive, help="only the first N images")
-    parser.add_argument("--split", choices=SPLITS, default="val",
+    parser.add_argument("--split", choices=list(SPLITS), default="val",
                         help="with a config: score its validation split (default) or its training images, "
                              "unaugmented (dataset.limit_train=N takes the first N)")
     parser.add_argument("--threads", type=positive, help="torch CPU threads")
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise EvalError("name the data: dataset=NAME (a config), or --images DIR --masks DIR")
             if args.size or args.limit:
                 raise EvalError("--size and --limit go with --images/--masks; with a config use "
-                                "dataset.resize=[H,W] / dataset.limit_val=N")
+                                f"dataset.resize=[H,W] / dataset.limit_{args.split}=N")
     except (EvalError, CorruptFile) as e:
         return fail(str(e))
 
@@ -208,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             metric, name, value, extra = _config_eval(args.file, args.overrides, name, args.split)
     except EvalError as e:
         return fail(str(e))
-    split_name = {"val": "validation", "train": "training"}[args.split]
-    n = f"{extra['images']} images" if folder else f"{extra['samples']} {extra['dataset']} {split_name} samples"
+    n = f"{extra['images']} images" if folder else f"{extra['samples']} {extra['dataset']} {SPLITS[args.split]} samples"
     print(f"{metric} {value:.4f} ({value:.6f}) for {name} from {args.file}, mean over {n}")
     if args.json is not None:
         result = {"file": str(args.file), "model": name, "metric": metric, "value": value,

@@ -315,8 +315,10 @@ class Loop:
             raise UserError(f"training diverged at epoch {epoch}, step {bad[0][0] + 1}: loss {bad[0][1]}")
         self.method.epoch_end()
         due = self.tr.eval_every and epoch % self.tr.eval_every == 0
-        with self.method.evaluation():
-            val = self.task.evaluate(self.model, self.splits.val) if due or epoch == epochs else None
+        val = None
+        if due or epoch == epochs:
+            with self.method.evaluation():
+                val = self.task.evaluate(self.model, self.splits.val)
         entry = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val_metric": val,
                  "kept": self.method.kept(), "beta": self.method.beta,
                  "lr": self.optimizers[0].param_groups[0]["lr"],

@@ -7,7 +7,7 @@ asks which method it has."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -63,7 +63,7 @@ class Plain:
     def epoch_end(self) -> None:
         pass
 
-    def evaluation(self) -> ContextManager:
+    def evaluation(self) -> contextlib.AbstractContextManager:
         """Around the evaluations during training."""
         return contextlib.nullcontext()
 
@@ -109,8 +109,8 @@ class FrequencyRegularized(Plain):
     def epoch_end(self) -> None:
         self.handle.epoch_end()
 
-    def evaluation(self) -> ContextManager:
-        """The factored layers evaluate by the cheaper route (a few times faster at small budgets); the
+    def evaluation(self) -> contextlib.AbstractContextManager:
+        """The factored layers evaluate by the cheaper route (`scripts/epoch_cost.py` times both); the
         record's value_live, measured after training, keeps the packed model's route."""
         return factored_inference(self.model)
 

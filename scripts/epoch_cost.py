@@ -26,12 +26,7 @@ def timed(fn) -> float:
 
 def best(fn, rounds: int) -> float:
     fn()  # warm-up: allocations, masks, the layers' route
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(timed(fn) for _ in range(rounds))
 
 
 def main() -> None:

@@ -232,6 +232,21 @@ def test_finished_run_is_not_overwritten(fr_run):
     assert [e["train_loss"] for e in again.epochs] == [e["train_loss"] for e in r.epochs]  # deterministic
 
 
+def test_the_loop_evaluates_fr_models_inside_the_methods_evaluation(tmp_path, monkeypatch):
+    from frx import method as methods
+
+    entered = []
+
+    def evaluation(self):
+        entered.append(self.model)
+        return frx.fr.factored_inference(self.model)
+
+    monkeypatch.setattr(methods.FrequencyRegularized, "evaluation", evaluation)
+    run(compose(tmp_overrides(tmp_path, "experiment=demo", "scale=smoke", "trainer.epochs=2",
+                              "trainer.max_steps_per_epoch=2")))
+    assert len(entered) == 2  # each epoch's evaluation; value_live after training is measured outside it
+
+
 def test_plain_reference_run(tmp_path):
     r = run(compose(tmp_overrides(tmp_path, "model=lenet300", "fr=none", "scale=smoke")))
     assert r.method == "plain" and r.linear_view is None

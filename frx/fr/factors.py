@@ -91,7 +91,7 @@ class Factors:
     def corner(self) -> tuple[int, ...]:
         return corner_of(self.view, self.dims, self.k)
 
-    # ------------------------------------------------------------------------------------ training
+    # ------------------------------------------------------------------------ training and evaluation
 
     def cost(self, in_shape: Sequence[int], out_shape: Sequence[int], training: bool = True) -> tuple[float, float]:
         """(factored, rebuilt): multiply-adds of one call on an input of `in_shape` giving `out_shape`,
@@ -99,7 +99,8 @@ class Factors:
 
         A transform costs (elements on its long side) x `_per_element`. In training the layer's products
         run three times (forward and two backward), the rebuild twice (forward and adjoint); in inference
-        (`training=False`) once each, W being rebuilt at every call.
+        (`training=False`) the products run once and the rebuild is not counted: W is built once and
+        kept for the following batches (`FrequencyWeight.forward`).
         """
         view, corner, s = self.view, self.corner, self.split
         rebuild, size = 0.0, list(corner)
@@ -130,7 +131,7 @@ class Factors:
             factored = inner + rows_out * corner[0] * b * taps
             if 0 in self.dims:
                 factored += rows_out * view[0] * _per_element(view[0], corner[0], is_last_dim(out_shape, 1))
-        passes, rebuilds = (3, 2) if training else (1, 1)
+        passes, rebuilds = (3, 2) if training else (1, 0)
         return passes * factored, rebuilds * rebuild + passes * rows_out * math.prod(view)
 
     def linear(self, x: torch.Tensor, tc: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -215,7 +216,7 @@ class FactoredForward:
     with gradients on, the layer applies the DCT factors to its activations when that costs less
     than rebuilding W; otherwise the class's own forward. Without gradients it takes the class's own
     forward too (the packed model's output, bit for bit), unless `factored_inference` is on, which
-    weighs the two routes for one forward pass."""
+    weighs the factored products against the dense layer's, W being built once."""
 
     factored_inference = False  # set per layer by `factored_inference(model)`
 
@@ -223,7 +224,7 @@ class FactoredForward:
         self.module = module
         p = module.parametrizations.weight[0]
         self.layout = Factors.of(module, p.view, p.dims, p.t_numel)  # k is read at each call
-        self._choice = None  # (input shape, k) -> factored or not
+        self._choice = None  # (input shape, k, training) -> factored or not
 
     @staticmethod
     def fits(module: nn.Module, p) -> bool:
@@ -265,13 +266,15 @@ class FactoredForward:
 @contextlib.contextmanager
 def factored_inference(model: nn.Module):
     """Inside: `model`'s factored layers evaluate (without gradients) by whichever route costs fewer
-    multiply-adds for one forward pass, which at a small budget is the factored one; the outputs then
-    differ from the packed model's by float rounding. For evaluations during training, where speed counts."""
+    multiply-adds, the factored products or the dense layer with W built once; at a small budget that is
+    the factored one, whose outputs differ from the packed model's by float rounding. For evaluations
+    during training, where speed counts."""
     layers = [m.forward for m in model.modules() if isinstance(m.__dict__.get("forward"), FactoredForward)]
+    saved = [f.factored_inference for f in layers]
     for f in layers:
         f.factored_inference = True
     try:
         yield
     finally:
-        for f in layers:
-            f.factored_inference = False
+        for f, before in zip(layers, saved):
+            f.factored_inference = before

@@ -9,8 +9,8 @@ original `state_dict` keys.
 Training need not build W at all. The IDCT over a linear weight's (out, in...)
 dims, or a conv weight's channel dims, factors through the layer:
 linear(x, IDCT(T)) = IDCT_out(linear(DCT_in(x), T)), and only the kept corner
-of T takes part. While gradients are on, a Linear or Conv1-3d takes that route
-when a cost count says it is cheaper than rebuilding W (`frx.fr.factors`).
+of T takes part. While gradients are on (or inside `factored_inference`), a Linear or
+Conv1-3d takes that route when a cost count says it is cheaper (`frx.fr.factors`).
 """
 
 from __future__ import annotations
