@@ -39,7 +39,7 @@ from torch.nn.utils import parametrize
 
 import frx
 from frx.fr import full_mask, idctn
-from frx.fr.factors import FactoredForward
+from frx.fr.factors import factored_forwards
 from frx.fr.mask import corner_mask, l1_counts
 from frx.models import build
 
@@ -106,8 +106,7 @@ def compare(title, plain, frs, budgets, steps, rounds):
                 handle.set_beta(beta)
                 times[(b, name)].append(runner.time(steps))
                 if name == first:
-                    chosen = [m.forward._choice[1] for m in runner.model.modules()
-                              if isinstance(m.__dict__.get("forward"), FactoredForward) and m.forward._choice]
+                    chosen = [f._choice[1] for f in factored_forwards(runner.model) if f._choice]
                     routes[b] = (sum(chosen), len(chosen))
     print(title)
     rows = {}

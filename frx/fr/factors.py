@@ -263,13 +263,18 @@ class FactoredForward:
         return factored < rebuild
 
 
+def factored_forwards(model: nn.Module) -> list[FactoredForward]:
+    """The `FactoredForward` of each of `model`'s layers that has one."""
+    return [m.forward for m in model.modules() if isinstance(m.__dict__.get("forward"), FactoredForward)]
+
+
 @contextlib.contextmanager
 def factored_inference(model: nn.Module):
     """Inside: `model`'s factored layers evaluate (without gradients) by whichever route costs fewer
     multiply-adds, the factored products or the dense layer with W built once; at a small budget that is
     the factored one, whose outputs differ from the packed model's by float rounding. For evaluations
     during training, where speed counts."""
-    layers = [m.forward for m in model.modules() if isinstance(m.__dict__.get("forward"), FactoredForward)]
+    layers = factored_forwards(model)
     saved = [f.factored_inference for f in layers]
     for f in layers:
         f.factored_inference = True
