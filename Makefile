@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.frx-installed
 # the paper tables, named: frx-report writes results/ only when asked for it
 REPORT  = $(PY) -m frx.report --records results/runs --out results
 
-.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 cpu-table2 cpu-table2-status clean-venv wheels wheels-table4 gpu-table2 gpu-table4
+.PHONY: setup test test-all demo bench report tables table1 table2 table3 table4 cpu-table2 cpu-table2-status cpu-table4 cpu-table4-status clean-venv wheels wheels-table4 gpu-table2 gpu-table4
 
 # pip prints what it downloads and installs: torch alone is several hundred MB on first use
 $(STAMP): pyproject.toml
@@ -57,27 +57,37 @@ table1 table3 table4: $(STAMP)
 	$(PY) scripts/run_missing.py --table $(@:table%=%) --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s
 
 table2: $(STAMP)
-	$(PY) $(if $(filter cpu,$(SCALE)),$(CPU_TABLE2),scripts/run_missing.py --table 2 --scale $(SCALE) --seeds $(SEEDS)) \
+	$(PY) $(if $(filter cpu,$(SCALE)),$(call cpu_runner,2),scripts/run_missing.py --table 2 --scale $(SCALE) --seeds $(SEEDS)) \
 		-- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s
 
-# Table 2 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC): the missing rows in
-# value order, in the background, continuing from their checkpoints after any stop. Run folders, logs, the
-# decoded data and copies of finished records live in FRX_WORK (outside the checkout); records land in
-# results/runs/table2. `make cpu-table2-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
-# ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order; cpu-table2, its status and table2 SCALE=cpu).
+# Tables 2 and 4 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC), in the background,
+# continuing from their checkpoints after any stop. Table 2: its missing rows in value order. Table 4: the DCGAN
+# rows at the recipe's 5 epochs, seeds 0 and 1, float32 packs kept for the second FID extractor (the VAE rows
+# are full-scale runs already: make table4 SCALE=full). Run folders, logs, the decoded data (imported once from
+# the shared copies) and copies of finished records live in FRX_WORK (outside the checkout); records land in
+# results/runs/table<N>. `make cpu-table2-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
+# ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order), SEEDS="0" only those seeds.
 # Two rows at once, one thread each: the pair does 1.4x the work of one two-thread row (README, Table 2 on CIFAR-10, CPU).
 FRX_WORK    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/frx
 CPU_JOBS    ?= 2
 CPU_THREADS ?=
 ROWS        ?=
-CPU_TABLE2   = scripts/run_missing.py --table 2 --scale cpu --seeds $(SEEDS) --jobs $(CPU_JOBS) \
-	$(if $(CPU_THREADS),--threads $(CPU_THREADS)) $(if $(ROWS),--rows $(ROWS)) --work-dir $(FRX_WORK) \
-	--data-root $(FRX_WORK)/data --import-from $(or $(FRX_SHARED_DATA),../shared/data)/cifar10/cifar10-jpeg.npz
-cpu-table2: $(STAMP)
-	$(PY) $(CPU_TABLE2) --detach -- $(OVERRIDES)
+SHARED_DATA  = $(or $(FRX_SHARED_DATA),../shared/data)
+CPU_ROWS_2   = $(ROWS)
+CPU_ROWS_4   = $(or $(ROWS),gan_ref gan_fr1)
+CPU_SEEDS_2  = $(SEEDS)
+CPU_SEEDS_4  = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),0 1)
+CPU_DATA_2   = $(SHARED_DATA)/cifar10/cifar10-jpeg.npz
+CPU_DATA_4   = $(SHARED_DATA)/mnist
+CPU_KEEP_4   = run.keep_all=true
+cpu_runner   = scripts/run_missing.py --table $(1) --scale cpu --seeds $(CPU_SEEDS_$(1)) --jobs $(CPU_JOBS) \
+	$(if $(CPU_THREADS),--threads $(CPU_THREADS)) $(if $(CPU_ROWS_$(1)),--rows $(CPU_ROWS_$(1))) --work-dir $(FRX_WORK) \
+	--data-root $(FRX_WORK)/data --import-from $(CPU_DATA_$(1))
+cpu-table2 cpu-table4: $(STAMP)
+	$(PY) $(call cpu_runner,$(@:cpu-table%=%)) --detach -- $(CPU_KEEP_$(@:cpu-table%=%)) $(OVERRIDES)
 
-cpu-table2-status: $(STAMP)
-	$(PY) $(CPU_TABLE2) --status -- $(OVERRIDES)
+cpu-table2-status cpu-table4-status: $(STAMP)
+	$(PY) $(call cpu_runner,$(@:cpu-table%-status=%)) --status -- $(CPU_KEEP_$(@:cpu-table%-status=%)) $(OVERRIDES)
 
 tables: $(STAMP)
 	$(PY) scripts/run_missing.py --table 1 2 3 4 --scale $(SCALE) --seeds $(SEEDS) -- $(OVERRIDES); s=$$?; $(REPORT) && exit $$s

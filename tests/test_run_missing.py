@@ -107,3 +107,21 @@ def test_make_cpu_table2_passes_its_settings_to_the_runner(tmp_path):
     default = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table2", f"STAMP={stamp}"],
                              capture_output=True, text=True, check=True).stdout
     assert "--rows" not in default and "--jobs 2" in default
+
+
+def test_make_cpu_table4_runs_the_dcgan_rows_at_both_seeds_keeping_float32_packs(tmp_path):
+    """`make cpu-table4` (dry run): the DCGAN rows, seeds 0 and 1, MNIST from the shared copies, float32 packs
+    kept; SEEDS and ROWS narrow it."""
+    stamp = tmp_path / "installed"
+    stamp.touch()
+
+    def line(*settings):
+        out = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table4", f"FRX_WORK={tmp_path}",
+                              f"STAMP={stamp}", *settings], capture_output=True, text=True, check=True).stdout
+        return next(ln for ln in out.splitlines() if "run_missing.py" in ln)
+
+    default = line()
+    for part in ("--table 4 --scale cpu", "--seeds 0 1 ", "--rows gan_ref gan_fr1 ", "/mnist", "-- run.keep_all=true"):
+        assert part in default
+    narrowed = line("SEEDS=1", "ROWS=gan_fr1")
+    assert "--seeds 1 " in narrowed and "--rows gan_fr1 " in narrowed
