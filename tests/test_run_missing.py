@@ -94,34 +94,30 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
-def test_make_cpu_table2_passes_its_settings_to_the_runner(tmp_path):
-    """`make cpu-table2` (dry run): ROWS, CPU_JOBS, CPU_THREADS and FRX_WORK reach scripts/run_missing.py."""
+def runner_line(tmp_path, target, *settings):
+    """The scripts/run_missing.py line that `make -n <target> <settings>` would run (no set-up planned)."""
     stamp = tmp_path / "installed"  # newer than pyproject.toml: the dry run plans no set-up
     stamp.touch()
-    out = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table2", "ROWS=vgg16_ref alexnet_ref", "CPU_JOBS=1",
-                          "CPU_THREADS=2", f"FRX_WORK={tmp_path}", f"STAMP={stamp}"],
+    out = subprocess.run(["make", "-n", "-s", "-C", str(REPO), target, f"STAMP={stamp}", *settings],
                          capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if "run_missing.py" in ln)
+    return next(ln for ln in out.splitlines() if "run_missing.py" in ln)
+
+
+def test_make_cpu_table2_passes_its_settings_to_the_runner(tmp_path):
+    """`make cpu-table2` (dry run): ROWS, CPU_JOBS, CPU_THREADS and FRX_WORK reach scripts/run_missing.py."""
+    line = runner_line(tmp_path, "cpu-table2", "ROWS=vgg16_ref alexnet_ref", "CPU_JOBS=1", "CPU_THREADS=2",
+                       f"FRX_WORK={tmp_path}")
     for part in ("--rows vgg16_ref alexnet_ref", "--jobs 1", "--threads 2", f"--work-dir {tmp_path}", "--detach"):
         assert part in line
-    default = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table2", f"STAMP={stamp}"],
-                             capture_output=True, text=True, check=True).stdout
+    default = runner_line(tmp_path, "cpu-table2")
     assert "--rows" not in default and "--jobs 2" in default
 
 
 def test_make_cpu_table4_runs_the_dcgan_rows_at_both_seeds_keeping_float32_packs(tmp_path):
     """`make cpu-table4` (dry run): the DCGAN rows, seeds 0 and 1, MNIST from the shared copies, float32 packs
     kept; SEEDS and ROWS narrow it."""
-    stamp = tmp_path / "installed"
-    stamp.touch()
-
-    def line(*settings):
-        out = subprocess.run(["make", "-n", "-s", "-C", str(REPO), "cpu-table4", f"FRX_WORK={tmp_path}",
-                              f"STAMP={stamp}", *settings], capture_output=True, text=True, check=True).stdout
-        return next(ln for ln in out.splitlines() if "run_missing.py" in ln)
-
-    default = line()
+    default = runner_line(tmp_path, "cpu-table4", f"FRX_WORK={tmp_path}")
     for part in ("--table 4 --scale cpu", "--seeds 0 1 ", "--rows gan_ref gan_fr1 ", "/mnist", "-- run.keep_all=true"):
         assert part in default
-    narrowed = line("SEEDS=1", "ROWS=gan_fr1")
+    narrowed = runner_line(tmp_path, "cpu-table4", f"FRX_WORK={tmp_path}", "SEEDS=1", "ROWS=gan_fr1")
     assert "--seeds 1 " in narrowed and "--rows gan_fr1 " in narrowed
