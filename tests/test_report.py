@@ -185,6 +185,26 @@ def test_table2_float16_row_and_table4_fid(results):
     assert (raw[raw.label != "GAN-fr1"].status == "not run").all()
 
 
+def test_float16_row_takes_its_source_row_at_each_scale_it_lacks(tmp_path):
+    # AlexNet-v4 has its own smoke record, and AlexNet-v3 a cpu one: the v4 line at cpu is v3's float16 pack
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    alex = [{"name": "rest", "kind": "linear", "shape": [ALEXNET_DENSE], "view": None, "dense": ALEXNET_DENSE,
+             "kept": 1_408}]
+    write(runs, record("table2/alexnet_v4", 2, "AlexNet-v4", "fr", "flat", "smoke", 0, 0.1, alex, 9_354,
+                       fp16=0.11, model="alexnet"))
+    v3 = record("table2/alexnet_v3", 2, "AlexNet-v3", "fr", "flat", "cpu", 0, 0.4594, alex, 9_354, fp16=0.4601,
+                model="alexnet")
+    (runs / "table2" / "alexnet_v3__cpu__seed0.json").write_text(json.dumps(v3))
+    assert report.main(["--records", str(runs), "--out", str(out), "--no-figures"]) == 0
+    t2 = read_csv(out / "table2.csv")
+    v4 = t2[t2.label == "AlexNet-v4"]
+    assert sorted(v4.scale) == ["cpu", "smoke"]
+    cpu, smoke = v4[v4.scale == "cpu"].iloc[0], v4[v4.scale == "smoke"].iloc[0]
+    assert cpu.metric_mean == pytest.approx(46.01) and cpu.metric_source == "fp16 pack"
+    assert "AlexNet-v3 runs" in cpu.notes
+    assert smoke.metric_mean == pytest.approx(11.0) and "AlexNet-v3" not in str(smoke.notes)
+
+
 def test_layer_tables(results):
     out, _ = results
     path = out / "layers" / "table1" / "lenet5_v2__seed0.md"

@@ -206,15 +206,16 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
                 "metric_paper": prow.metric, "params_paper": prow.params, "params_paper_text": prow.params_text,
                 "rate_paper": prow.rate, "rate_paper_text": prow.rate_text,
                 "rate_paper_convention": "fp16" if prow.fp16 else "fp32"}
-        recs, note = by_row.get(prow.label, []), ""
-        if not recs and prow.fp16_of and by_row.get(prow.fp16_of):
-            recs = by_row[prow.fp16_of]
-            note = f"from the {prow.fp16_of} runs: metric of their float16 pack"
-        if not recs:
+        recs = by_row.get(prow.label, [])
+        # a float16 row (AlexNet-v4) shows its source row's float16 packs at each scale and tag it was not run at
+        own = {(r.scale, r.tag) for r in recs}
+        copies = [r for r in by_row.get(prow.fp16_of, []) if (r.scale, r.tag) not in own] if prow.fp16_of else []
+        if not recs and not copies:
             lines.append({**base, "label": prow.label, "variant": "flat", "method": NA, "scale": NA, "tag": "",
                           "status": NOT_RUN, "notes": ""})
             continue
-        for key, group in _groups(recs).items():
+        for key, group in _groups(recs + copies).items():
+            note = f"from the {prow.fp16_of} runs: metric of their float16 pack" if group[0] in copies else ""
             lines.append({**base, "label": _label(prow.label, key, prow.ref), "variant": key[1], "method": key[0],
                           "scale": key[2], "tag": key[3], "status": "ok", "notes": note,
                           **summarize(group, prow, columns)})
