@@ -214,8 +214,9 @@ def table_frame(number: int, records: list[Record]) -> pd.DataFrame:
             lines.append({**base, "label": prow.label, "variant": "flat", "method": NA, "scale": NA, "tag": "",
                           "status": NOT_RUN, "notes": ""})
             continue
+        copied = f"from the {prow.fp16_of} runs: metric of their float16 pack, other columns theirs"
         for key, group in _groups(recs + copies).items():
-            note = f"from the {prow.fp16_of} runs: metric of their float16 pack" if group[0] in copies else ""
+            note = copied if group[0].row == prow.fp16_of else ""
             lines.append({**base, "label": _label(prow.label, key, prow.ref), "variant": key[1], "method": key[0],
                           "scale": key[2], "tag": key[3], "status": "ok", "notes": note,
                           **summarize(group, prow, columns)})
