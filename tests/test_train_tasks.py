@@ -189,3 +189,35 @@ def test_every_experiment_runs_at_smoke_scale(tmp_path, mnist_root, experiment):
     r = go(tmp_path, f"experiment={experiment}", *extra)
     assert r.experiment == experiment and r.scale == "smoke"
     assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
+
+
+def test_gan_fid_puts_real_and_generated_images_on_one_scale(tmp_path):
+    """A DCGAN's data (dataset.normalize=symmetric) and its generator's tanh are both in [-1, 1]: the FID maps
+    both to [0, 1], so a generator that hands back the test images themselves scores about 0."""
+    from torch import nn
+
+    from frx import data, tasks
+    from frx.config import validate
+
+    cfg = validate(compose(["experiment=table4/gan_fr1", "dataset=mnist5k", "dataset.normalize=symmetric",
+                            "dataset.resize=[64,64]", "scale=smoke", "scale.fid_samples=200",
+                            "dataset.limit_val=200", f"run.cache_dir={tmp_path / 'cache'}"]))
+    splits = data.load(cfg.dataset)
+    task = tasks.build("gan", cfg, splits, torch.device("cpu"), data.batches)
+    real = torch.cat([b[0] for b in task.batches(splits.val, 50)])
+    assert real.shape == (200, 1, 64, 64) and real.min() < -0.9  # the run's own scaling, not [0, 1]
+
+    class Replay(nn.Module):
+        """Its 'generator' returns the test images in order, as a tanh output would lie: in [-1, 1]."""
+        nz = 4
+
+        def __init__(self):
+            super().__init__()
+            self.seen = 0
+
+        def generator(self, z):
+            out = real[self.seen:self.seen + len(z)]
+            self.seen += len(z)
+            return out
+
+    assert task.evaluate(Replay(), splits.val) < 1.0

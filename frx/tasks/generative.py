@@ -22,7 +22,7 @@ class Generative(Task):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.symmetric = self.cfg.model.get("normalize") == "symmetric"  # data in [-1, 1] instead of [0, 1]
+        self.symmetric = self.cfg.dataset.normalize == "symmetric"  # data in [-1, 1] instead of [0, 1]
         self.fid_samples = int(self.cfg.scale.fid_samples)
         self.extractor = None
         self.extra: dict = {}
