@@ -21,13 +21,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from . import data, models, record
+from . import data, models, record, tasks
 from .config import compose
 from .fr import unpack
-from .tasks.fid import MEAN, NAME, STD, for_dataset, frechet_distance
-from .tasks.gan import generate_images as gan_images
-from .tasks.generative import NOISE_SEED
-from .tasks.vae import generate_images as vae_images
+from .tasks.fid import MEAN, NAME, STD, for_dataset
 
 # The second extractor of `checks`: trained independently (another seed) with another width.
 SECOND = {"seed": 1, "width": 16, "num_features": 64}
@@ -131,26 +128,28 @@ def check_runs(records: list[Path]) -> None:
                                     f"model.float32.frx or model.float16.frx")
 
 
-def rescore(records: list[Path], extractors: dict[str, nn.Module], test: torch.Tensor,
-            n: int) -> dict[str, dict[str, float]]:
+def rescore(records: list[Path], extractors: dict[str, nn.Module], root, n: int) -> dict[str, dict[str, float]]:
     """FID of each finished run's generator (unpacked from its packed file in its run dir) under every
-    extractor, against the first n test images, on the same latent vectors the run was scored with."""
+    extractor, scored the way the run scored it (its task's `evaluate`: its own data pipeline, e.g. the
+    DCGAN's 64x64 images, the same latent vectors, its autocast) against the first n test images. The
+    data are read from the record's data root where it still exists, else from root."""
     check_runs(records)
     table = {}
     for rec_path in records:
         rec = record.read(rec_path)
-        stem = Path(rec_path).name[: -len(".json")]
-        packed = _packed_file(rec)
         cfg = OmegaConf.create(rec.config)
+        if not Path(str(cfg.dataset.root)).is_dir():
+            cfg.dataset.root = str(Path(root).resolve())
+        cfg.scale.fid_samples = n
+        splits = data.load(cfg.dataset)
+        task = tasks.build(rec.task, cfg, splits, torch.device("cpu"), data.batches)
         model = models.build_from_config(cfg.model)
-        model.load_state_dict(unpack(packed))
-        model.eval()
-        generate = gan_images if rec.task == "gan" else vae_images
-        nz = model.nz if rec.task == "gan" else model.latent_dim
-        z = torch.randn(n, nz, generator=torch.Generator().manual_seed(NOISE_SEED))
-        with torch.no_grad():
-            fake = torch.cat([generate(model, zb) for zb in batched(z)])
-        table[stem] = {e: frechet_distance(ex, batched(test[:n]), batched(fake)) for e, ex in extractors.items()}
+        model.load_state_dict(unpack(_packed_file(rec)))
+        scores = {}
+        for name, extractor in extractors.items():
+            task.extractor = extractor  # in place of the run's own FID network
+            scores[name] = task.evaluate(model, splits.val)
+        table[Path(rec_path).name[: -len(".json")]] = scores
     return table
 
 
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                      checks(extractors, train, test, a.samples))
     if a.runs:
         _print_table(f"generators of finished runs, {a.samples:,} samples each",
-                     rescore([Path(r) for r in a.runs], extractors, test, a.samples))
+                     rescore([Path(r) for r in a.runs], extractors, a.root, a.samples))
     return 0
 
 

@@ -98,11 +98,11 @@ def test_rescoring_a_run_reproduces_its_fid(tmp_path, capsys):
     assert info["fid_extractor_file"] == r.metric_extra["fid_extractor_file"]
     (record,) = (tmp_path / "rec").rglob("*.json")
     n = r.metric_extra["fid_samples"]
-    table = fid_checks.rescore([record], {"main": ex}, splits.val.x, n)
+    table = fid_checks.rescore([record], {"main": ex}, tmp_path / "none", n)
     assert table[record.stem]["main"] == pytest.approx(r.metric["value"], rel=1e-4)
     # without the float32 pack, the float16 one is rescored: the record's value_fp16
     (tmp_path / "run" / "model.float32.frx").unlink()
-    table = fid_checks.rescore([record], {"main": ex}, splits.val.x, n)
+    table = fid_checks.rescore([record], {"main": ex}, tmp_path / "none", n)
     assert table[record.stem]["main"] == pytest.approx(r.metric["value_fp16"], rel=1e-4)
     # without any packed model: one line before any extractor is trained
     (tmp_path / "run" / "model.float16.frx").unlink()
