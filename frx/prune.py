@@ -141,7 +141,9 @@ class MagnitudePruner:
             if more > 0:
                 # On a pruned tensor l1_unstructured ranks only the still-unpruned weights. Rank by the
                 # current values: `module.<param>` itself is only refreshed by the next forward pass.
-                prune.l1_unstructured(module, param, amount=int(more), importance_scores=self._current(module, param))
+                # Contiguous, since torch ranks them through .view(-1), which a channels_last kernel refuses.
+                scores = self._current(module, param).contiguous()
+                prune.l1_unstructured(module, param, amount=int(more), importance_scores=scores)
         return self.kept()
 
     def _remaining_now(self, module: nn.Module, param: str, numel: int) -> int:

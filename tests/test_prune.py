@@ -77,6 +77,20 @@ def test_exact_counts_and_monotone_schedule(schedule):
     assert w[mask].min() >= w[~mask].max()
 
 
+def test_prunes_a_channels_last_model_by_magnitude():
+    # a channels_last conv kernel is not contiguous: torch's pruning ranks through .view(-1)
+    torch.manual_seed(0)
+    net = Net().to(memory_format=torch.channels_last)
+    assert not net.conv2.weight.is_contiguous()
+    dense = net.conv2.weight.detach().clone()
+    budget = {"conv1.weight": 20, "conv2.weight": 30}
+    pruner = MagnitudePruner(net, budget, steps=2, schedule="cubic")
+    pruner.step()
+    assert pruner.step() == budget
+    w, mask = dense.abs().flatten(), net.conv2.weight_mask.flatten().bool()
+    assert int(mask.sum()) == 30 and w[mask].min() >= w[~mask].max()
+
+
 def test_pruned_weights_stay_zero_while_training_and_finalize_is_plain():
     torch.manual_seed(0)
     net = Net()
