@@ -193,8 +193,11 @@ def versions() -> dict:
     except PackageNotFoundError:  # not installed as a distribution (source tree on sys.path)
         frx_version = None
     # what ran it as well: wall times compare only on the same processor and thread count
-    return {"python": platform.python_version(), "torch": torch.__version__, "frx": frx_version,
-            "cpu": cpu_model(), "threads": torch.get_num_threads()}
+    out = {"python": platform.python_version(), "torch": torch.__version__, "frx": frx_version,
+           "cpu": cpu_model(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
 
 
 def cpu_model() -> str:

@@ -434,6 +434,7 @@ def test_table2_lossless_wall_time_and_device_columns(tmp_path):
         raw = record("table2/resnet18_v1", 2, "ResNet18-v1", "fr", "flat", "gpu", seed, 0.845, tensors, 10,
                      model="resnet18", extra={"top1_lossless1k": lossless})
         raw.update(device="cuda:0", wall_time_s=hours * 3600)
+        raw["versions"]["gpu"] = "NVIDIA H200"
         write(runs, raw)
     vgg = record("table2/vgg16_v1", 2, "VGG16-v1", "fr", "flat", "full", 0, 0.8, tensors, 10, model="vgg16")
     vgg["versions"].update(cpu="Some CPU", threads=2)
@@ -448,14 +449,14 @@ def test_table2_lossless_wall_time_and_device_columns(tmp_path):
     frames = report.generate(runs, out, figures=False)
     line = frames[2]["main"].set_index("label").loc["ResNet18-v1"]
     assert line.top1_lossless1k_mean == pytest.approx(85.6) and line.top1_lossless1k_std == pytest.approx(0.7071, 1e-3)
-    assert line.wall_time_h_mean == pytest.approx(1.83) and line.ran_on == "cuda"
+    assert line.wall_time_h_mean == pytest.approx(1.83) and line.ran_on == "cuda (NVIDIA H200)"
     md = (out / "table2.md").read_text()
     head = md_header(md)
     lossless, wall, ran = (head.index(h) for h in ("Top-1 Accuracy (%) ours, lossless first 1k",
                                                    "Wall time (h)", "Ran on"))
     assert lossless == head.index("Top-1 Accuracy (%) ours") + 1 and ran == wall + 1 == head.index("Notes") - 1
     v1, vgg_line, alex = md_line(md, "ResNet18-v1"), md_line(md, "VGG16-v1"), md_line(md, "AlexNet-v1")
-    assert v1[lossless] == "85.60 ± 0.71" and v1[wall] == "1.83 h" and v1[ran] == "cuda"
+    assert v1[lossless] == "85.60 ± 0.71" and v1[wall] == "1.83 h" and v1[ran] == "cuda (NVIDIA H200)"
     assert vgg_line[lossless] == "n/a" and vgg_line[wall] == "0.0025 h" and vgg_line[ran] == "cpu, 2 threads"
     assert alex[lossless] == "n/a" and alex[ran] == "cpu"  # a record without versions.threads
     assert md_line(md, "VGG16-v2")[wall] == "not run"

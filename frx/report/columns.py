@@ -89,11 +89,11 @@ def _wall_time(paper: PaperTable) -> Column:
 
 
 def ran_on(rec: Record) -> Optional[str]:
-    """What a run ran on, short: "cpu, 2 threads", "cuda", "cuda, 4 processes"."""
+    """What a run ran on, short: "cpu, 2 threads", "cuda (NVIDIA H200)", "cuda, 4 processes"."""
     device = str(rec.device or "").split(":")[0]
     if not device:
         return None
-    out = [device]
+    out = [f"{device} ({rec.versions['gpu']})" if device == "cuda" and rec.versions.get("gpu") else device]
     if device == "cpu" and rec.versions.get("threads"):
         out.append(f"{rec.versions['threads']} threads")
     if int(rec.versions.get("processes") or 1) > 1:
@@ -105,7 +105,8 @@ def _ran_on(paper: PaperTable) -> Column:
     return Column(
         "ran_on", "Ran on",
         "Ran on: the run's device (the record's `device`), with torch's thread count on a CPU where the record "
-        "has it (`versions.threads`; the processor is `versions.cpu`) and the process count of a run on several; "
+        "has it (`versions.threads`; the processor is `versions.cpu`), the GPU's name where the record has it "
+        "(`versions.gpu`) and the process count of a run on several; "
         "' / ' between seeds that ran on different ones.",
         ran_on, text=True)
 
