@@ -6,6 +6,6 @@ VALUE_ORDER = {
     2: ["resnet18_ref", "resnet18_v1", "resnet18_v2", "resnet18_v3", "resnet18_v1_prune",
         "vgg16_ref", "vgg16_v1", "vgg16_v2", "vgg16_v3",
         "alexnet_ref", "alexnet_v1", "alexnet_v2", "alexnet_v3"],
-    # the two DCGAN rows first
-    4: ["gan_ref", "gan_fr1"],
+    # the DCGAN rows first: the paper's two, then the frx-tuned FR row
+    4: ["gan_ref", "gan_fr1", "gan_fr1_tuned"],
 }
