@@ -117,7 +117,8 @@ def test_make_cpu_table4_runs_the_dcgan_rows_at_both_seeds_keeping_float32_packs
     """`make cpu-table4` (dry run): the DCGAN rows, seeds 0 and 1, MNIST from the shared copies, float32 packs
     kept; SEEDS and ROWS narrow it."""
     default = runner_line(tmp_path, "cpu-table4", f"FRX_WORK={tmp_path}")
-    for part in ("--table 4 --scale cpu", "--seeds 0 1 ", "--rows gan_ref gan_fr1 gan_fr1_tuned ", "/mnist", "-- run.keep_all=true"):
+    for part in ("--table 4 --scale cpu", "--seeds 0 1 ", "--rows gan_ref gan_fr1 gan_fr1_tuned ", "/mnist",
+                 "-- run.keep_all=true"):
         assert part in default
     narrowed = runner_line(tmp_path, "cpu-table4", f"FRX_WORK={tmp_path}", "SEEDS=1", "ROWS=gan_fr1")
     assert "--seeds 1 " in narrowed and "--rows gan_fr1 " in narrowed
