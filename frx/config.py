@@ -88,6 +88,7 @@ class OptimizerConf:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
+    generator_lr: Optional[float] = None  # GAN only: the generator's lr (null: lr, as the discriminator's)
 
 
 @dataclass
@@ -255,7 +256,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     for name, value in positive.items():
         _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
     _check(sc.fid_samples >= 2, "scale.fid_samples must be >= 2")
-    _check(0 < tr.optimizer.lr < math.inf, f"trainer.optimizer.lr must be > 0 and finite, got {tr.optimizer.lr}")
+    for name, v in (("lr", tr.optimizer.lr), ("generator_lr", tr.optimizer.generator_lr)):
+        _check(v is None and name != "lr" or v is not None and 0 < v < math.inf,
+               f"trainer.optimizer.{name} must be > 0 and finite, got {v}")
     _check(tr.eval_every >= 0, f"trainer.eval_every must be >= 0, got {tr.eval_every}")
     _check(not (fr.keep_norm and fr.keep_gain), "fr.keep_norm and fr.keep_gain each rescale the kept coefficients: "
            "choose one")
@@ -287,8 +290,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(0 <= opt.momentum < 1, f"trainer.optimizer.momentum must be in [0, 1), got {opt.momentum}")
     _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
            f"trainer.optimizer.betas must be two values in [0, 1), got {list(opt.betas)}")
-    _check(0 <= tr.scheduler.min_lr <= opt.lr,
-           f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr], got {tr.scheduler.min_lr}")
+    peak = min(opt.lr, opt.lr if opt.generator_lr is None else opt.generator_lr)
+    _check(0 <= tr.scheduler.min_lr <= peak,
+           f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr] (and <= generator_lr), "
+           f"got {tr.scheduler.min_lr}")
     _check(out.run.keep_packed_max_bytes >= 0,
            f"run.keep_packed_max_bytes must be >= 0, got {out.run.keep_packed_max_bytes}")
     for name in ("fr.dims", "fr.include"):
@@ -299,6 +304,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         models.check_config(out.model)
         task = task_name(out)
         _check(task in tasks.names(), f"task must be one of {', '.join(tasks.names())}; got {task!r}")
+        _check(tr.optimizer.generator_lr is None or task == "gan",
+               f"trainer.optimizer.generator_lr is for a GAN's generator; this run's task is {task}")
         check_dataset_keys(out.dataset)
         for key, value in (("run.name", out.run.name), ("run.tag", out.run.tag), ("scale.name", sc.name)):
             check_name_part(key, value, folders=key == "run.name")

@@ -11,9 +11,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "linear", "none")  # none: make_scheduler is not called
 
 
-def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
+def make_optimizer(params, ocfg, lr: float | None = None) -> torch.optim.Optimizer:
+    """The optimizer ocfg names, at ocfg.lr unless `lr` is given."""
     name = str(ocfg.name).lower()
-    lr, wd = float(ocfg.lr), float(ocfg.weight_decay)
+    lr, wd = float(ocfg.lr if lr is None else lr), float(ocfg.weight_decay)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg.betas))

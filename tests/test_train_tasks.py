@@ -221,3 +221,22 @@ def test_gan_fid_puts_real_and_generated_images_on_one_scale(tmp_path):
             return out
 
     assert task.evaluate(Replay(), splits.val) < 1.0
+
+
+def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
+    """trainer.optimizer.generator_lr gives the generator its own Adam lr; the discriminator keeps lr."""
+    from frx import data, models, tasks
+    from frx.config import validate
+
+    def lrs(*overrides):
+        cfg = validate(compose(["experiment=table4/gan_ref", "dataset=mnist5k", "dataset.normalize=symmetric",
+                                "dataset.resize=[64,64]", "scale=smoke", f"run.cache_dir={tmp_path / 'cache'}",
+                                *overrides]))
+        task = tasks.build("gan", cfg, data.load(cfg.dataset), torch.device("cpu"), data.batches)
+        model = models.build_from_config(cfg.model)
+        opt_d, opt_g = task.optimizers(model)
+        assert opt_g.param_groups[0]["params"][0] is next(model.generator.parameters())
+        return opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
+
+    assert lrs() == (2e-4, 2e-4)
+    assert lrs("trainer.optimizer.generator_lr=6e-4") == (2e-4, 6e-4)

@@ -33,7 +33,7 @@ class GANTask(Generative):
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         o = self.cfg.trainer.optimizer
         return [make_optimizer(model.discriminator.parameters(), o),
-                make_optimizer(model.generator.parameters(), o)]
+                make_optimizer(model.generator.parameters(), o, lr=o.generator_lr)]
 
     def train_step(self, model: nn.Module, batch, optimizers) -> dict:
         opt_d, opt_g = optimizers
