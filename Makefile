@@ -62,8 +62,8 @@ table2: $(STAMP)
 
 # Tables 2 and 4 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC), in the background,
 # continuing from their checkpoints after any stop. Table 2: its missing rows in value order. Table 4: the DCGAN
-# rows at the recipe's 5 epochs, seeds 0 and 1, float32 packs kept for the second FID extractor (the VAE rows
-# are full-scale runs already: make table4 SCALE=full). Run folders, logs, the decoded data (imported once from
+# rows (scripts/table_rows.py) at the recipe's 5 epochs, seeds 0 and 1, float32 packs kept for the second FID
+# extractor (the VAE rows are full-scale runs already: make table4 SCALE=full). Run folders, logs, the decoded data (imported once from
 # the shared copies) and copies of finished records live in FRX_WORK (outside the checkout); records land in
 # results/runs/table<N>. `make cpu-table<N>-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
 # ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order), SEEDS="0" only those seeds.
@@ -74,7 +74,8 @@ CPU_THREADS ?=
 ROWS        ?=
 SHARED_DATA  = $(or $(FRX_SHARED_DATA),../shared/data)
 CPU_ROWS_2   = $(ROWS)
-CPU_ROWS_4   = $(or $(ROWS),gan_ref gan_fr1 gan_fr1_tuned)
+CPU_ROWS_4   = $(or $(ROWS),$(shell python3 -c 'import sys; sys.path[:0] = ["scripts"]; \
+	from table_rows import VALUE_ORDER; print(*VALUE_ORDER[4])'))
 CPU_SEEDS_2  = $(SEEDS)
 CPU_SEEDS_4  = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),0 1)
 CPU_DATA_2   = $(SHARED_DATA)/cifar10/cifar10-jpeg.npz
