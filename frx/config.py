@@ -76,7 +76,8 @@ class FRConf:
     # beyond the paper: while coefficients are dropped, rescale each layer so that its gain on the training
     # batches stays its initialization's (frx.fr.gain; networks without normalization layers, e.g. AlexNet)
     keep_gain: bool = False
-    # tensor: the ratio beta in every tensor (the paper) | global: the same total, spread by energy (frx.fr.budget)
+    # tensor: the ratio beta in every tensor (the paper) | global: the same total, spread by energy | radius:
+    # the same total, every tensor keeping the same frequencies (frx.fr.budget)
     budget: Budget = Budget.tensor
 
 

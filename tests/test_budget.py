@@ -142,3 +142,35 @@ def test_layers_of_unequal_slices_never_grow_back_and_resume_as_saved():
     again.load_state_dict(saved[0])
     fr2.load_state_dict(saved[1])
     assert frx.get_k(again) == saved[2] and short > 10
+
+
+def test_radius_budget_keeps_the_per_tensor_total_at_one_radius_in_every_tensor():
+    """fr.budget=radius: the paper's total, every tensor cut at the same L1 norm (the last shell shared out)."""
+    from frx.fr.mask import l1_counts
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(64, 128, 4), nn.ReLU(), nn.Conv2d(128, 8, 4), nn.ReLU(), nn.Conv2d(8, 4, 4))
+    plain = copy.deepcopy(net)
+    settings = dict(epsilon=0.02, gamma=0.5, min_kept={"conv": 16})
+    fr, ref = frx.regularize(net, budget="radius", **settings), frx.regularize(plain, **settings)
+    before = list(frx.get_k(net).values())
+    for _ in range(12):
+        fr.step(), ref.step()
+        now = list(frx.get_k(net).values())
+        assert fr.kept() == ref.kept() and all(k <= k0 for k, k0 in zip(now, before))
+        before = now
+    # each tensor's kept positions fill its L1 shells up to one radius r (the last one, r, may be part-filled)
+    radii = []
+    for _, _, p in frx.fr.fr_tensors(net):
+        cum = torch.tensor(l1_counts(tuple(p.t_shape))).cumsum(0)
+        radii.append((int((cum < p.k).sum()), int(p.k) in cum.tolist()))
+    r = max(n for n, _ in radii)
+    assert all(n == r or (n == r - 1 and full) for n, full in radii), radii
+    ks, per_tensor = frx.get_k(net), frx.get_k(plain)
+    assert ks["4.weight"] > per_tensor["4.weight"] and ks["0.weight"] < per_tensor["0.weight"]  # small gain, big lose
+
+
+def test_the_radius_budget_runs_from_the_config(tmp_path):
+    from frx.config import compose, validate
+
+    assert validate(compose(["experiment=table4/gan_fr1", "fr.budget=radius"])).fr.budget == "radius"

@@ -10,6 +10,11 @@ highest scores over all tensors are, in each tensor, a prefix of its order: its 
 the method requires. That maximum lets one strong shell late in the order hold all that precede it. A
 tensor keeps at least its floor and, while the total shrinks, never more than it kept before; where
 positions cost different numbers of weights the total may be under-spent by less than one position's weights.
+
+"radius" (beyond the paper): the same total, spread so that every tensor keeps the same frequencies: the
+coefficients whose indices sum to less than one common radius (one L1 norm, in every tensor's mask order),
+above the floors. Per tensor, a ratio gives a large tensor's corner more frequencies along each axis than a
+small one's; one radius gives each axis of every tensor the same number.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 
 from .mask import kept_rows, l1_counts
 
-BUDGETS = ("tensor", "global")
+BUDGETS = ("tensor", "global", "radius")
 
 
 def shell_sizes(t_shape: Sequence[int], n: int) -> torch.Tensor:
@@ -66,13 +71,24 @@ def spread(energies: Sequence[torch.Tensor], t_shapes: Sequence[Sequence[int]], 
     return [f + int(n) for f, n in zip(floors, extra)]
 
 
+def radius_scores(t_shape: Sequence[int], n: int) -> torch.Tensor:
+    """1 / (1 + each of the first n positions' L1 norm), in mask order: the same score for the same frequency
+    in every tensor, falling along the order."""
+    shells = shell_sizes(t_shape, n)
+    return torch.repeat_interleave(1 / torch.arange(1, len(shells) + 1, dtype=torch.float64), shells)
+
+
 def spread_over(weights: Sequence[tuple[torch.Tensor, Any]], floors: Sequence[int], total: int,
-                everything: bool) -> list[int]:
-    """`spread` over regularized tensors, given as (T, its FrequencyWeight): each position's energy relative to
-    its tensor's mean over all its coefficients. Candidates: the kept positions, or every one (`everything`)."""
+                everything: bool, budget: str = "global") -> list[int]:
+    """`spread` over regularized tensors, given as (T, its FrequencyWeight). budget "global": each position
+    scores by its energy relative to its tensor's mean over all its coefficients; "radius": by its L1 norm
+    (`radius_scores`). Candidates: the kept positions, or every one (`everything`)."""
     energies = []
     with torch.no_grad():
         for t, p in weights:
+            if budget == "radius":
+                energies.append(radius_scores(p.t_shape, p.t_numel if everything else p._k))
+                continue
             t = t.float()
             e = kept_rows(t, p.view, p.dims, p.t_numel if everything else p._k).pow(2).sum(0)
             energies.append(e * p.t_numel / t.pow(2).sum().clamp_min(torch.finfo(t.dtype).tiny))

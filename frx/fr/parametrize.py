@@ -148,7 +148,7 @@ class FR:
         if not self.tensors:
             raise ValueError("no weight was regularized: check include/exclude")
         self.gain = GainKeeper({name: module for name, module, _ in self.tensors}) if keep_gain else None
-        self._total = self.dense()  # the total that budget="global" last spread: nothing dropped yet
+        self._total = self.dense()  # the total that budget "global" or "radius" last spread: nothing dropped yet
         self._apply_beta()
 
     @property
@@ -170,8 +170,8 @@ class FR:
         return ks, sum(k * p.slices for k, (_, _, p) in zip(ks, self.tensors))
 
     def _targets(self) -> list[int]:
-        """Each tensor's k at the schedule's beta: the paper's rule, or with budget="global" the rule's total
-        spread by `budget.spread`, anew only when that total moves."""
+        """Each tensor's k at the schedule's beta: the paper's rule, or with budget "global" or "radius" the rule's
+        total spread by `budget.spread`, anew only when that total moves."""
         ks, total = self._rule()
         if self.budget == "tensor":
             return ks
@@ -179,7 +179,7 @@ class FR:
             return [p._k for _, _, p in self.tensors]
         grow, self._total = total > self._total, total  # set_beta upwards: every coefficient is a candidate again
         return spread_over([(m.parametrizations.weight.original, p) for _, m, p in self.tensors],
-                           [self._floor(p) for _, _, p in self.tensors], total, grow)
+                           [self._floor(p) for _, _, p in self.tensors], total, grow, self.budget)
 
     def _apply_beta(self, keep_norm: bool = False) -> None:
         """Set each tensor's k from beta. keep_norm: scale the coefficients a tensor keeps so that its
@@ -268,7 +268,8 @@ def regularize(model: nn.Module, epsilon: float = 0.001, gamma: float = 0.01, un
     keep_gain: while coefficients are dropped, rescale each layer so that its gain on the training batches
     stays its initialization's (beyond the paper; `frx.fr.gain`). One of keep_norm and keep_gain.
     budget: "tensor" keeps the ratio beta of every tensor (the paper); "global" spreads the same total over
-    the tensors by the energy of their coefficients (beyond the paper; `frx.fr.budget`).
+    the tensors by the energy of their coefficients, "radius" so that every tensor keeps the same frequencies
+    (both beyond the paper; `frx.fr.budget`).
     Every argument and chosen weight is checked before the model changes: a ValueError leaves it as it was.
     """
     schedule = TailDropout(epsilon, gamma, unit)
