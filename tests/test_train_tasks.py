@@ -228,8 +228,8 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
     from frx import data, models, tasks
     from frx.config import validate
 
-    def lrs(*overrides):
-        cfg = validate(compose(["experiment=table4/gan_ref", "dataset=mnist5k", "dataset.normalize=symmetric",
+    def lrs(experiment, *overrides):
+        cfg = validate(compose([f"experiment=table4/{experiment}", "dataset=mnist5k", "dataset.normalize=symmetric",
                                 "dataset.resize=[64,64]", "scale=smoke", f"run.cache_dir={tmp_path / 'cache'}",
                                 *overrides]))
         task = tasks.build("gan", cfg, data.load(cfg.dataset), torch.device("cpu"), data.batches)
@@ -238,5 +238,6 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
         assert opt_g.param_groups[0]["params"][0] is next(model.generator.parameters())
         return opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
 
-    assert lrs() == (2e-4, 2e-4)
-    assert lrs("trainer.optimizer.generator_lr=6e-4") == (2e-4, 6e-4)
+    assert lrs("gan_ref") == (2e-4, 2e-4)
+    assert lrs("gan_ref", "trainer.optimizer.generator_lr=1e-3") == (2e-4, 1e-3)
+    assert lrs("gan_fr1_tuned") == (2e-4, 6e-4)  # the frx-tuned row: the generator's lr only
