@@ -76,8 +76,7 @@ class FRConf:
     # beyond the paper: while coefficients are dropped, rescale each layer so that its gain on the training
     # batches stays its initialization's (frx.fr.gain; networks without normalization layers, e.g. AlexNet)
     keep_gain: bool = False
-    # tensor: the ratio beta in every tensor (the paper) | global: the same total, spread by energy | radius:
-    # the same total, every tensor keeping the same frequencies (frx.fr.budget)
+    # tensor: the ratio beta in every tensor (the paper) | global, radius: the same total, spread (frx.fr.budget)
     budget: Budget = Budget.tensor
 
 
@@ -208,19 +207,15 @@ def _unknown_keys(node: Any, schema: type, path: str) -> list[str]:
 def _typed_groups(cfg: DictConfig) -> DictConfig:
     """The config with each frx group merged onto its schema (unknown keys and bad types refused)."""
     unknown = sorted(set(cfg.keys()) - TOP - {"hydra"})
-    if unknown:
-        raise UserError(f"unknown config keys: {', '.join(unknown)} (top-level keys are {', '.join(sorted(TOP))})")
+    _check(not unknown, f"unknown config keys: {', '.join(unknown)} (top-level keys are {', '.join(sorted(TOP))})")
     for key in ("model", "dataset"):
-        if not isinstance(cfg.get(key), DictConfig):
-            raise UserError(f"config has no {key} group: choose one, e.g. {key}=...")
+        _check(isinstance(cfg.get(key), DictConfig), f"config has no {key} group: choose one, e.g. {key}=...")
     out = cfg.copy()
     for group, schema in SCHEMAS.items():
         node = cfg.get(group)
-        if node is None:
-            raise UserError(f"config has no {group} group")
+        _check(node is not None, f"config has no {group} group")
         bad = _unknown_keys(node, schema, group)
-        if bad:
-            raise UserError(f"unknown config keys: {', '.join(bad)}")
+        _check(not bad, f"unknown config keys: {', '.join(bad)}")
         try:
             typed = OmegaConf.merge(OmegaConf.structured(schema),
                                     OmegaConf.to_container(node, resolve=True))
@@ -257,9 +252,6 @@ def validate(cfg: DictConfig) -> DictConfig:
     for name, value in positive.items():
         _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
     _check(sc.fid_samples >= 2, "scale.fid_samples must be >= 2")
-    for name, v in (("lr", tr.optimizer.lr), ("generator_lr", tr.optimizer.generator_lr)):
-        _check(v is None and name != "lr" or v is not None and 0 < v < math.inf,
-               f"trainer.optimizer.{name} must be > 0 and finite, got {v}")
     _check(tr.eval_every >= 0, f"trainer.eval_every must be >= 0, got {tr.eval_every}")
     _check(not (fr.keep_norm and fr.keep_gain), "fr.keep_norm and fr.keep_gain each rescale the kept coefficients: "
            "choose one")
@@ -284,6 +276,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     _check(tr.dist_timeout_s > 0, f"trainer.dist_timeout_s must be > 0, got {tr.dist_timeout_s}")
     opt = tr.optimizer
+    for name, v in (("lr", opt.lr), ("generator_lr", opt.lr if opt.generator_lr is None else opt.generator_lr)):
+        _check(0 < v < math.inf, f"trainer.optimizer.{name} must be > 0 and finite, got {v}")
     _check(0 <= opt.weight_decay < math.inf,
            f"trainer.optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
     _check(not (opt.name == "sgd" and opt.nesterov and opt.momentum == 0),
@@ -291,10 +285,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(0 <= opt.momentum < 1, f"trainer.optimizer.momentum must be in [0, 1), got {opt.momentum}")
     _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
            f"trainer.optimizer.betas must be two values in [0, 1), got {list(opt.betas)}")
-    peak = min(opt.lr, opt.lr if opt.generator_lr is None else opt.generator_lr)
-    _check(0 <= tr.scheduler.min_lr <= peak,
-           f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr] (and <= generator_lr), "
-           f"got {tr.scheduler.min_lr}")
+    _check(0 <= (sc_min := tr.scheduler.min_lr) <= min(opt.lr, opt.generator_lr or math.inf),
+           f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr] (and generator_lr), got {sc_min}")
     _check(out.run.keep_packed_max_bytes >= 0,
            f"run.keep_packed_max_bytes must be >= 0, got {out.run.keep_packed_max_bytes}")
     for name in ("fr.dims", "fr.include"):

@@ -104,7 +104,7 @@ def test_launcher_configs_compose():
     ("fr.epsilon=abc", r"bad value for fr.epsilon"),
     ("fr.unit=batch", r"fr.unit: Invalid value .batch., expected one of \[step, epoch\]"),
     ("fr.init=zeros", r"fr.init: Invalid value .zeros., expected one of \[dct, normal\]"),
-    ("fr.budget=layer", r"fr.budget: Invalid value .layer., expected one of \[tensor, global\]"),
+    ("fr.budget=layer", r"fr.budget: Invalid value .layer., expected one of \[tensor, global, radius\]"),
     ("+fr.foo=1", r"unknown config keys: fr.foo"),
     ("+trainer.optimizer.nme=sgd", r"unknown config keys: trainer.optimizer.nme"),
     ("+foo=1", r"unknown config keys: foo"),
