@@ -74,8 +74,8 @@ CPU_THREADS ?=
 ROWS        ?=
 SHARED_DATA  = $(or $(FRX_SHARED_DATA),../shared/data)
 CPU_ROWS_2   = $(ROWS)
-CPU_ROWS_4   = $(or $(ROWS),$(shell python3 -c 'import sys; sys.path[:0] = ["scripts"]; \
-	from table_rows import VALUE_ORDER; print(*VALUE_ORDER[4])'))
+CPU_ROWS_4   = $(or $(ROWS),$(shell $(firstword $(wildcard $(PY)) python3) -c 'import sys; sys.path[:0] = ["scripts"]; \
+	from table_rows import VALUE_ORDER; print(*VALUE_ORDER[4])'),$(error could not read Table 4's rows from scripts/table_rows.py))
 CPU_SEEDS_2  = $(SEEDS)
 CPU_SEEDS_4  = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),0 1)
 CPU_DATA_2   = $(SHARED_DATA)/cifar10/cifar10-jpeg.npz
