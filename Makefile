@@ -63,8 +63,8 @@ table2: $(STAMP)
 # Tables 2 and 4 on this machine's CPU (scale=cpu: the recipe with bfloat16 autocast and NHWC), in the background,
 # continuing from their checkpoints after any stop. Table 2: its missing rows in value order. Table 4: the DCGAN
 # rows (scripts/table_rows.py) at the recipe's 5 epochs, seeds 0 and 1, float32 packs kept for the second FID
-# extractor (the VAE rows are full-scale runs already: make table4 SCALE=full). Run folders, logs, the decoded data (imported once from
-# the shared copies) and copies of finished records live in FRX_WORK (outside the checkout); records land in
+# extractor (the VAE rows are full-scale runs already: make table4 SCALE=full). Run folders, logs, the decoded
+# data (imported once from the shared copies) and copies of finished records live in FRX_WORK (outside the checkout); records land in
 # results/runs/table<N>. `make cpu-table<N>-status` prints each row; `make table2 SCALE=cpu` is the same in the foreground.
 # ROWS="vgg16_ref alexnet_ref" runs only those rows (still in value order), SEEDS="0" only those seeds.
 # Two rows at once, one thread each: the pair does 1.4x the work of one two-thread row (README, Table 2 on CIFAR-10, CPU).
