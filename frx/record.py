@@ -61,7 +61,7 @@ class Record:
     tensors: list  # per weight tensor: name, kind, shape, view, dense, kept, regularized
     counts: dict  # dense_weights, kept_weights, other_params
     packed_bytes: dict  # float32, float16 (and int8 for FR runs)
-    epochs: list  # per epoch: epoch, train_loss, val_metric, kept, beta, lr, time_s
+    epochs: list  # per epoch: epoch, train_loss, val_metric, kept, beta, lr (the first optimizer's), time_s
     config: dict  # the resolved config the run used
     git_commit: Optional[str]
     versions: dict
