@@ -3,6 +3,7 @@
 VAE (FID with frx's own MNIST features), and the magnitude-pruning baseline."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -227,8 +228,9 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
     """trainer.optimizer.generator_lr gives the generator its own Adam lr; the discriminator keeps lr."""
     from frx import data, models, tasks
     from frx.config import validate
+    from frx.optim import make_scheduler
 
-    def lrs(experiment, *overrides):
+    def lrs(experiment, *overrides, steps=0):
         cfg = validate(compose([f"experiment=table4/{experiment}", "dataset=mnist5k", "dataset.normalize=symmetric",
                                 "dataset.resize=[64,64]", "scale=smoke", f"run.cache_dir={tmp_path / 'cache'}",
                                 *overrides]))
@@ -236,8 +238,17 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
         model = models.build_from_config(cfg.model)
         opt_d, opt_g = task.optimizers(model)
         assert opt_g.param_groups[0]["params"][0] is next(model.generator.parameters())
+        if steps:  # the trainer's schedules (none: constant) over `steps` steps; the lrs a quarter of the way
+            scheds = [make_scheduler(o, cfg.trainer.scheduler, steps) for o in (opt_d, opt_g)
+                      if cfg.trainer.scheduler.name != "none"]
+            for _ in range(steps // 4):
+                for stepper in (opt_d, opt_g, *scheds):  # no gradients: the optimizers' steps change nothing
+                    stepper.step()
         return opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
 
     assert lrs("gan_ref") == (2e-4, 2e-4)
     assert lrs("gan_ref", "trainer.optimizer.generator_lr=1e-3") == (2e-4, 1e-3)
     assert lrs("gan_fr1_tuned") == (2e-4, 6e-4)  # the frx-tuned row: the generator's lr only
+    cosine = (1 + math.cos(math.pi / 4)) / 2
+    assert lrs("gan_fr1_tuned", steps=8) == pytest.approx((2e-4 * cosine, 6e-4 * cosine))  # both, one cosine
+    assert lrs("gan_ref", steps=8) == (2e-4, 2e-4)  # the recipe: constant
