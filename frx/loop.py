@@ -25,7 +25,7 @@ from . import csvlog, distributed
 from .config import UserError, config_diff, flatten, resolved_config
 from .method import Plain
 from .naming import NOT_COMPUTING
-from .optim import make_scheduler
+from .optim import make_schedulers
 
 log = logging.getLogger("frx.train")
 PROGRESS_EVERY_S = 30.0  # a progress line in the log this often when no bar is shown (output not a terminal)
@@ -118,8 +118,7 @@ class Loop:
         self.optimizers = task.optimizers(model)
         self.steps = steps_per_epoch(len(splits.train), self.tr.batch_size, self.tr.max_steps_per_epoch)
         total = self.steps * self.tr.epochs
-        self.schedulers = [make_scheduler(o, self.tr.scheduler, total) for o in self.optimizers] \
-            if self.tr.scheduler.name != "none" else []
+        self.schedulers = make_schedulers(self.optimizers, self.tr.scheduler, total)
         smallest = min(self.tr.batch_size, len(splits.train) - (self.steps - 1) * self.tr.batch_size)
         if distributed.world_size() > smallest:
             raise UserError(f"a batch of {smallest} cannot be shared by {distributed.world_size()} processes: "

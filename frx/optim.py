@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("cosine", "linear", "none")  # none: make_scheduler is not called
+SCHEDULERS = ("cosine", "linear", "none")  # none: a constant lr, no scheduler
 
 
 def make_optimizer(params, ocfg, lr: float | None = None) -> torch.optim.Optimizer:
@@ -22,6 +22,11 @@ def make_optimizer(params, ocfg, lr: float | None = None) -> torch.optim.Optimiz
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(ocfg.momentum),
                                nesterov=bool(ocfg.nesterov))
     raise ValueError(f"trainer.optimizer.name must be adam, adamw or sgd, got {ocfg.name!r}")
+
+
+def make_schedulers(optimizers: list[torch.optim.Optimizer], sc: Any, total_steps: int) -> list:
+    """One schedule per optimizer (each from its own lr), none for sc.name == "none"."""
+    return [] if sc.name == "none" else [make_scheduler(o, sc, total_steps) for o in optimizers]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, sc: Any, total_steps: int):

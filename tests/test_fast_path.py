@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from frx.loop import make_scheduler
+from frx.optim import make_scheduler
 from frx.train import compose, run
 
 from conftest import tmp_overrides

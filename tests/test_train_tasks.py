@@ -228,7 +228,7 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
     """trainer.optimizer.generator_lr gives the generator its own Adam lr; the discriminator keeps lr."""
     from frx import data, models, tasks
     from frx.config import validate
-    from frx.optim import make_scheduler
+    from frx.optim import make_schedulers
 
     def lrs(experiment, *overrides, steps=0):
         cfg = validate(compose([f"experiment=table4/{experiment}", "dataset=mnist5k", "dataset.normalize=symmetric",
@@ -238,9 +238,8 @@ def test_gan_generator_lr_sets_the_generators_optimizer_only(tmp_path):
         model = models.build_from_config(cfg.model)
         opt_d, opt_g = task.optimizers(model)
         assert opt_g.param_groups[0]["params"][0] is next(model.generator.parameters())
-        if steps:  # the trainer's schedules (none: constant) over `steps` steps; the lrs a quarter of the way
-            scheds = [make_scheduler(o, cfg.trainer.scheduler, steps) for o in (opt_d, opt_g)
-                      if cfg.trainer.scheduler.name != "none"]
+        if steps:  # the trainer's schedules over `steps` steps; the lrs a quarter of the way
+            scheds = make_schedulers([opt_d, opt_g], cfg.trainer.scheduler, steps)
             for _ in range(steps // 4):
                 for stepper in (opt_d, opt_g, *scheds):  # no gradients: the optimizers' steps change nothing
                     stepper.step()
