@@ -93,8 +93,7 @@ class OptimizerConf:
 
 @dataclass
 class SchedulerConf:
-    # cosine (per step, to min_lr at the last step) | linear (warm-up, then linear decay
-    # to min_lr) | none
+    # cosine (per step, to min_lr at the last step) | linear (warm-up, linear decay to min_lr) | none
     name: Scheduler = Scheduler.cosine
     min_lr: float = 0.0
     warmup: float = 0.0  # linear only: fraction of the steps spent rising linearly to the peak lr
@@ -276,7 +275,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     _check(tr.dist_timeout_s > 0, f"trainer.dist_timeout_s must be > 0, got {tr.dist_timeout_s}")
     opt = tr.optimizer
-    for name, v in (("lr", opt.lr), ("generator_lr", opt.lr if opt.generator_lr is None else opt.generator_lr)):
+    gen_lr = opt.lr if opt.generator_lr is None else opt.generator_lr  # unset: the discriminator's
+    for name, v in (("lr", opt.lr), ("generator_lr", gen_lr)):
         _check(0 < v < math.inf, f"trainer.optimizer.{name} must be > 0 and finite, got {v}")
     _check(0 <= opt.weight_decay < math.inf,
            f"trainer.optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
@@ -285,7 +285,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(0 <= opt.momentum < 1, f"trainer.optimizer.momentum must be in [0, 1), got {opt.momentum}")
     _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
            f"trainer.optimizer.betas must be two values in [0, 1), got {list(opt.betas)}")
-    _check(0 <= (sc_min := tr.scheduler.min_lr) <= min(opt.lr, opt.generator_lr or math.inf),
+    _check(0 <= (sc_min := tr.scheduler.min_lr) <= min(opt.lr, gen_lr),
            f"trainer.scheduler.min_lr must be in [0, trainer.optimizer.lr] (and generator_lr), got {sc_min}")
     _check(out.run.keep_packed_max_bytes >= 0,
            f"run.keep_packed_max_bytes must be >= 0, got {out.run.keep_packed_max_bytes}")

@@ -525,6 +525,8 @@ def test_non_finite_weights_are_refused_at_pack_time_and_in_a_packed_file(tmp_pa
     (["trainer.optimizer.generator_lr=1e-3"], r"trainer.optimizer.generator_lr is for a GAN's generator; this run's "
                                               r"task is classification"),
     (["trainer.optimizer.generator_lr=-1"], r"trainer.optimizer.generator_lr must be > 0 and finite, got -1"),
+    (["trainer.optimizer.generator_lr=1e-4", "trainer.scheduler.min_lr=1e-3"],
+     r"trainer.scheduler.min_lr must be in \[0, trainer.optimizer.lr\] \(and generator_lr\), got 0.001"),
 ])
 def test_settings_torch_would_reject_are_refused_before_any_work(tmp_path, overrides, message):
     if overrides == ["trainer.device=mps"] and torch.backends.mps.is_available():
