@@ -275,7 +275,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check(tr.threads is None or tr.threads >= 1, f"trainer.threads must be >= 1 or null, got {tr.threads}")
     _check(tr.dist_timeout_s > 0, f"trainer.dist_timeout_s must be > 0, got {tr.dist_timeout_s}")
     opt = tr.optimizer
-    gen_lr = opt.lr if opt.generator_lr is None else opt.generator_lr  # unset: the discriminator's
+    gen_lr = opt.lr if opt.generator_lr is None else opt.generator_lr  # unset: lr, the discriminator's
     for name, v in (("lr", opt.lr), ("generator_lr", gen_lr)):
         _check(0 < v < math.inf, f"trainer.optimizer.{name} must be > 0 and finite, got {v}")
     _check(0 <= opt.weight_decay < math.inf,
